@@ -1,0 +1,146 @@
+"""`ptpeft <command> [hydra overrides]`.
+
+`train` and `pretrain` go through `@hydra.main` (run dirs, `-m` multirun, launchers). The other
+commands only need a composed config, so they use Hydra's compose API and write no run dir.
+Every user mistake ends as one line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+from typing import Callable
+
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
+from omegaconf import DictConfig, OmegaConf
+
+from ptpeft_cli.config import register_configs, validate
+from ptpeft_cli.errors import UserError
+
+CONF_DIR = str((Path(__file__).resolve().parent.parent / "conf"))
+
+COMMANDS: dict[str, str] = {
+    "train": "fine-tune a model with a method on a task; evaluate; analyse; log (Hydra multirun: -m)",
+    "eval": "re-load a finished run (run_dir=PATH) and recompute its metrics",
+    "score": "score an official-format predictions file against official annotations",
+    "pretrain": "pre-train the embedded tiny LMM on the synthetic world",
+    "analyze": "compare representation spectra of several runs (run_dirs=[A,B] or sweep_dir=S)",
+    "report": "build result tables from run dirs (runs=DIR)",
+}
+# Commands that create run dirs and may sweep; the rest compose a config and return.
+HYDRA_APPS = {"train": "train", "pretrain": "pretrain"}
+HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc"}
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra/OmegaConf messages span lines and tabs; the CLI promises one line."""
+    messages = [str(exc)]
+    if exc.__cause__ is not None and str(exc.__cause__) not in messages[0]:
+        messages.append(str(exc.__cause__))
+    lines = [line.strip() for m in messages for line in m.splitlines() if line.strip()]
+    # Hydra appends its search path; the user needs the options, not the providers.
+    lines = [line for line in lines if not line.startswith(("Config search path", "provider=", "full_key:",
+                                                              "object_type=", "reference_type="))]
+    return " ".join(lines).replace("\t", " ")
+
+
+def fail(message: str) -> None:
+    print(f"ptpeft: error: {message}", file=sys.stderr)
+    sys.exit(UserError.exit_code)
+
+
+def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """All concrete override lists of a multirun, so each job's config is checked up front."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices: list[list[str]] = []
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}
+    for override in parsed:
+        if override.is_sweep_override():
+            key = prefix.get(override.type, "") + override.get_key_element()
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(combo) for combo in itertools.product(*choices)] if choices else [[]]
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose and validate one config; Hydra/OmegaConf errors become UserError."""
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Hydra raises many types; all are user input here
+        raise UserError(one_line(exc)) from None
+    validate(cfg)
+    return cfg
+
+
+def _prevalidate(config_name: str, args: list[str]) -> None:
+    """Check every job's config before Hydra creates any directory."""
+    if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
+        return
+    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
+    overrides = [a for a in overrides if not a.startswith("+hydra") and not a.startswith("hydra/")]
+    try:
+        combos = _expand_sweeps(overrides)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(one_line(exc)) from None
+    for combo in combos:
+        compose_config(config_name, combo)
+
+
+def _run_hydra_app(command: str, args: list[str]) -> None:
+    from ptpeft_cli.commands import pretrain_entry, train_entry
+
+    entry: Callable[[DictConfig], object] = {"train": train_entry, "pretrain": pretrain_entry}[command]
+    register_configs()
+    _prevalidate(HYDRA_APPS[command], args)
+    app = hydra.main(config_path=CONF_DIR, config_name=HYDRA_APPS[command], version_base="1.3")(entry)
+    sys.argv = [f"ptpeft {command}", *args]
+    app()
+
+
+def _run_plain(command: str, args: list[str]) -> None:
+    from ptpeft_cli import commands
+
+    if any(a in ("--help", "-h") for a in args):
+        print(f"usage: ptpeft {command} key=value ...\n\n{COMMANDS[command]}")
+        print(OmegaConf.to_yaml(OmegaConf.load(Path(CONF_DIR) / f"{command}.yaml")))
+        return
+    cfg = compose_config(command, args)
+    getattr(commands, f"{command}_command")(cfg)
+
+
+def print_help() -> None:
+    print("usage: ptpeft <command> [hydra overrides]\n\ncommands:")
+    for name, text in COMMANDS.items():
+        print(f"  {name:<9} {text}")
+    print("\n`ptpeft <command> --help` shows the command's options (Hydra groups for train).")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print_help()
+        return
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        fail(f"unknown command {command!r}; choose one of: {', '.join(COMMANDS)}")
+    try:
+        if command in HYDRA_APPS:
+            _run_hydra_app(command, args)
+        else:
+            _run_plain(command, args)
+    except UserError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

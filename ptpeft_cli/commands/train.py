@@ -1,0 +1,176 @@
+"""`ptpeft train`: config -> data + model -> method stages -> evaluation -> analysis -> run dir.
+
+Read top to bottom, `run_training` is the whole experiment; everything it calls is a plain
+function of the layer below.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from ptpeft_cli.commands import run_parts as parts
+from ptpeft_cli.data.tasks import load_task_data
+from ptpeft_cli.errors import UserError
+from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import count_parameters
+from ptpeft_cli.models import get_family
+from ptpeft_cli.training import stage_cache
+from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
+from ptpeft_cli.training.loop import run_stage
+from ptpeft_cli.training.run_logger import RunLogger
+
+log = logging.getLogger("ptpeft")
+SUMMARY_KEYS = ("eval/CIDEr", "eval/Bleu_4", "eval/METEOR", "eval/ROUGE_L", "eval/object_precision",
+                "eval/object_recall", "eval/vqa_accuracy", "params/trainable", "params/total",
+                "params/trainable_share", "rep/effective_rank", "rep/effective_rank_ratio",
+                "time/train_s", "time/total_s")
+
+
+def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
+    """Hydra task function. A single run turns user mistakes into exit 2 and removes its run dir;
+    a sweep job records the failure in `error.txt` and lets the other jobs go on."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        metrics = run_training(cfg, run_dir)
+    except UserError as error:
+        if sweeping:
+            (run_dir / "error.txt").write_text(f"{error}\n")
+            log.error("job failed: %s", error)
+            return None
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise SystemExit(_fail_line(error)) from None
+    except Exception:
+        if not sweeping:
+            raise
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        log.exception("job failed")
+        return None
+    print(f"run dir: {run_dir}")
+    return metrics
+
+
+def _fail_line(error: UserError) -> int:
+    import sys
+
+    print(f"ptpeft: error: {error}", file=sys.stderr)
+    return UserError.exit_code
+
+
+def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train, evaluate and analyse one (model, method, task); write the run dir; return metrics."""
+    started, watch = time.perf_counter(), parts.Stopwatch()
+    hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision, cfg.hardware.num_threads)
+    seed_everything(cfg.trainer.seed)
+    method = get_method(cfg.method.name)
+    method.validate(cfg.method)
+    family = get_family(cfg.model.family)
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    with watch.section("data_s"):
+        data = load_task_data(cfg.task)
+    loaded = family.load(cfg.model)
+    loaded.model.to(hardware.device)
+    logger = RunLogger(run_dir, cfg, run_name=run_dir.name)
+    try:
+        base_features = batches = None
+        if cfg.analysis.enabled:
+            from ptpeft_cli.analysis.runner import collect_run_features
+
+            with watch.section("analysis_s"):
+                batches = parts.analysis_batches(loaded, data, cfg, hardware.device)
+                base_features = collect_run_features(loaded, batches, cfg.analysis)
+
+        results = _train_stages(cfg, method, loaded, data, hardware, logger, watch)
+        trainable, total = count_parameters(loaded.model)
+        method.save(loaded, run_dir / "weights")
+
+        with watch.section("eval_s"):
+            predictions = parts.predict(loaded, data, cfg, hardware)
+        metrics: dict[str, Any] = parts.score(data, predictions, cfg.task.spice)
+        metrics["params/trainable"], metrics["params/total"] = trainable, total
+        metrics["params/trainable_share"] = trainable / total
+        if base_features is not None:
+            from ptpeft_cli.analysis.runner import analyze_run, collect_run_features
+
+            with watch.section("analysis_s"):
+                tuned = collect_run_features(loaded, batches, cfg.analysis)
+                title = f"{cfg.model.family} / {cfg.method.name} / {cfg.task.name}"
+                metrics.update(analyze_run(tuned, base_features, cfg.analysis, run_dir, title))
+        for result in results:
+            metrics[f"throughput/train_samples_per_s/{result.name}"] = result.samples_per_second
+            metrics[f"train/final_loss/{result.name}"] = result.final_loss
+        metrics["throughput/eval_examples_per_s"] = len(predictions) / max(watch.seconds["eval_s"], 1e-9)
+        metrics.update({f"time/{k}": v for k, v in watch.seconds.items()})
+        metrics["time/train_s"] = sum(r.seconds for r in results)
+        metrics["time/total_s"] = time.perf_counter() - started
+        parts.write_json_atomic(run_dir / "predictions.json", parts.official_predictions(data.task, predictions))
+        parts.write_json_atomic(run_dir / "metrics.json", metrics)
+        logger.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        logger.summary(metrics)
+    finally:
+        logger.finish()
+    print("\n" + parts.format_table(metrics, [k for k in SUMMARY_KEYS if k in metrics]))
+    return metrics
+
+
+def _train_stages(cfg: DictConfig, method: Any, loaded: Any, data: Any, hardware: Any,
+                  logger: RunLogger, watch: parts.Stopwatch) -> list[Any]:
+    """Run the method's stages in order; a cached stage (PT-PEFT stage 1) is loaded, not retrained."""
+    plans = method.stages(cfg.method, cfg.trainer.max_steps)
+    loader = parts.train_loader(loaded, data, cfg)
+    results, global_step = [], 0
+    for index, plan in enumerate(plans):
+        method.setup_stage(loaded, cfg.method, index)
+        loaded.model.to(hardware.device)
+        trainable, total = count_parameters(loaded.model)
+        log.info("stage %s: %d trainable of %d parameters (%.3f%%)", plan.name, trainable, total,
+                 100 * trainable / total)
+        print(f"[{plan.name}] params/trainable={trainable} params/total={total}")
+        cache_key = _stage_cache_key(cfg, method, index, len(plans))
+        cache_dir = Path(cfg.stage_cache_dir)
+        entry = stage_cache.lookup(cache_dir, cache_key) if cache_key else None
+        if entry is not None:
+            log.info("stage %s: reusing cached stage from %s", plan.name, entry)
+            print(f"[{plan.name}] reusing cached stage {cache_key[:12]}")
+            method.load_stage(loaded, cfg.method, index, entry)
+            logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
+            continue
+
+        def log_row(row: dict, offset: int = global_step) -> None:
+            logger.log(row, step=offset + row["step_in_stage"])
+
+        with watch.section("train_loop_s"):
+            result = run_stage(loaded.model, loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
+                               grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
+                               warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
+                               max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
+                               log_every=cfg.trainer.log_every, log=log_row)
+        results.append(result)
+        global_step += plan.max_steps
+        if cache_key:
+            stage_cache.store(cache_dir, cache_key, lambda d, i=index: method.save_stage(loaded, i, d),
+                              {"stage": plan.name, "method": cfg.method.name})
+    return results
+
+
+def _stage_cache_key(cfg: DictConfig, method: Any, index: int, n_stages: int) -> str | None:
+    """Only non-final stages of multi-stage methods are cached (PT-PEFT's stage 1)."""
+    if n_stages < 2 or index == n_stages - 1:
+        return None
+    data_id = OmegaConf.to_container(cfg.task, resolve=True)
+    schedule = OmegaConf.to_container(cfg.trainer, resolve=True)
+    model_id = OmegaConf.to_container(cfg.model, resolve=True)
+    return method.stage_fingerprint(model_id=str(model_id), data_id=str(data_id), cfg=cfg.method,
+                                    seed=int(cfg.trainer.seed), schedule=schedule, stage=index)

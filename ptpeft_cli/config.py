@@ -1,0 +1,217 @@
+"""Typed schemas for every option, registered in Hydra's ConfigStore.
+
+The yaml files under conf/ only pick values; the types, defaults and allowed choices live here,
+so a typo or a wrong type fails at composition time with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# Allowed values of choice-like options, checked by `validate` (Hydra checks keys and types).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "method.name": ("full", "lora", "adapter", "prefix", "pt_peft"),
+    "method.stage2": ("lora", "adapter"),
+    "method.prefix.mode": ("input", "kv"),
+    "task.name": ("captioning", "vqa"),
+    "task.dataset.kind": ("synthetic", "coco_karpathy", "vqav2"),
+    "hardware.device": ("auto", "cpu", "cuda"),
+    "hardware.precision": ("auto", "fp32", "bf16", "fp16"),
+    "logger.name": ("wandb", "none"),
+    "trainer.scheduler": ("linear", "cosine", "constant"),
+}
+
+
+@dataclass
+class ModelConfig:
+    family: str = "tiny_llava"
+    name_or_path: Optional[str] = None  # None: the family's embedded/default checkpoint
+    dtype: str = "auto"
+    max_length: int = 64
+
+
+@dataclass
+class LoraOptions:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: Optional[str] = None  # regex; None: the family's default attention targets
+    mlp: bool = False
+
+
+@dataclass
+class AdapterOptions:
+    bottleneck: int = 16
+    activation: str = "gelu"
+
+
+@dataclass
+class PrefixOptions:
+    length: int = 10
+    mode: str = "input"
+    encoder_hidden: int = 128
+    projection: bool = True
+
+
+@dataclass
+class StageOptions:
+    """Per-stage overrides for multi-stage methods; None inherits the method/trainer value."""
+
+    lr: Optional[float] = None
+    max_steps: Optional[int] = None
+
+
+@dataclass
+class MethodConfig:
+    name: str = "full"
+    lr: float = 1e-4
+    train_vision: bool = False
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    adapter: AdapterOptions = field(default_factory=AdapterOptions)
+    prefix: PrefixOptions = field(default_factory=PrefixOptions)
+    stage2: str = "lora"
+    train_prefix_in_stage2: bool = True
+    stage1: StageOptions = field(default_factory=StageOptions)
+    stage2_options: StageOptions = field(default_factory=StageOptions)
+
+
+@dataclass
+class DatasetConfig:
+    kind: str = "synthetic"
+    root: str = "${oc.env:PTPEFT_DATA,data}"  # world cache; relative to the working dir
+    seed: int = 0
+    image_size: int = 64
+    n_pretrain: int = 20000
+    n_train: int = 2000
+    n_val: int = 250
+    n_test: int = 250
+    # Real data: paths to the official files (see docs/models.md).
+    karpathy_json: Optional[str] = None
+    image_root: Optional[str] = None
+    questions: Optional[str] = None
+    annotations: Optional[str] = None
+    image_pattern: Optional[str] = None
+
+
+@dataclass
+class TaskConfig:
+    name: str = "captioning"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train_split: str = "train"
+    eval_split: str = "test"
+    train_limit: Optional[int] = None
+    eval_limit: Optional[int] = None
+    max_new_tokens: int = 24
+    num_beams: int = 1
+    spice: bool = False
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 300
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    scheduler: str = "linear"
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: only at the end of each stage
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class HardwareConfig:
+    device: str = "auto"
+    precision: str = "auto"
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"
+    project: str = "ptpeft"
+    entity: Optional[str] = None
+    mode: Optional[str] = None  # None: offline unless WANDB_MODE or a login says otherwise
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AnalysisConfig:
+    enabled: bool = True
+    max_rows: int = 4096
+    center: bool = True
+    layers: list[Any] = field(default_factory=lambda: [-1])
+    include_projector: bool = False
+    seed: int = 0
+
+
+@dataclass
+class TrainRunConfig:
+    model: ModelConfig = MISSING
+    method: MethodConfig = MISSING
+    task: TaskConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    hardware: HardwareConfig = MISSING
+    logger: LoggerConfig = MISSING
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    output_root: str = "outputs"
+    stage_cache_dir: str = "${output_root}/.stage_cache"
+
+
+def register_configs() -> None:
+    """Register the schemas so each yaml in conf/ is validated against its dataclass."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainRunConfig)
+
+
+# Options that must be strictly positive when set (None means "not set" for the limits).
+POSITIVE: tuple[str, ...] = (
+    "method.lr",
+    "method.lora.r",
+    "method.lora.alpha",
+    "method.adapter.bottleneck",
+    "method.prefix.length",
+    "method.prefix.encoder_hidden",
+    "trainer.max_steps",
+    "trainer.batch_size",
+    "trainer.eval_batch_size",
+    "trainer.grad_accum",
+    "trainer.log_every",
+    "task.train_limit",
+    "task.eval_limit",
+    "task.max_new_tokens",
+    "task.num_beams",
+    "model.max_length",
+    "analysis.max_rows",
+    "method.stage1.lr",
+    "method.stage1.max_steps",
+    "method.stage2_options.lr",
+    "method.stage2_options.max_steps",
+)
+
+
+def validate(cfg: Any) -> None:
+    """Check what Hydra's type system cannot: allowed values and positivity. Raises UserError."""
+    from omegaconf import OmegaConf
+
+    from ptpeft_cli.errors import UserError
+
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and value not in allowed:
+            raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not value > 0:
+            raise UserError(f"{key}={value!r} must be > 0")
+    if OmegaConf.select(cfg, "trainer.warmup_ratio", default=0) is not None:
+        ratio = OmegaConf.select(cfg, "trainer.warmup_ratio", default=0)
+        if not 0 <= ratio < 1:
+            raise UserError(f"trainer.warmup_ratio={ratio!r} must be in [0, 1)")

@@ -1,0 +1,106 @@
+"""The contract between a model family and the rest of ptpeft.
+
+Everything that differs between LMM families (prompt format, where the language model lives,
+which modules LoRA targets, where adapters go, what `full` trains) is answered here, so methods,
+training and analysis never branch on a family name.
+"""
+
+from __future__ import annotations
+
+import operator
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LoadedModel:
+    """A family's model and processor, loaded and ready for a method to wrap."""
+
+    model: nn.Module
+    processor: Any
+    family: "ModelFamily"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelFamily(ABC):
+    """Family-specific knowledge. Subclasses live in `ptpeft_cli/models/<family>.py`."""
+
+    name: str = "base"
+    # Regex (peft `target_modules` string form) anchored to the language model's attention.
+    default_lora_targets: str = ""
+    # Regex for the language model's MLP linears, added when `method.lora_mlp=true`.
+    default_lora_mlp_targets: str = ""
+
+    @abstractmethod
+    def load(self, model_cfg: Any) -> LoadedModel:
+        """Load model + processor from `model_cfg.name_or_path` (or build the embedded default)."""
+
+    @abstractmethod
+    def prompt(self, task: str, question: str | None = None) -> str:
+        """Text placed before the target: the image placeholder and the task instruction."""
+
+    @abstractmethod
+    def encode(
+        self,
+        loaded: LoadedModel,
+        images: list[Any],
+        prompts: list[str],
+        targets: list[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise a batch. With targets: teacher-forcing inputs whose `labels` are -100 on
+        prompt, image and padding positions. Without: left-padded prompts for generation.
+        Always returns `input_ids`, `attention_mask`, `pixel_values` (+ `labels` with targets)."""
+
+    @abstractmethod
+    def decode(self, loaded: LoadedModel, token_ids: torch.Tensor) -> list[str]:
+        """Generated token ids (new tokens only) -> cleaned strings."""
+
+    @abstractmethod
+    def generate(self, loaded: LoadedModel, batch: dict[str, torch.Tensor], max_new_tokens: int = 24,
+                 num_beams: int = 1) -> list[str]:
+        """Greedy or beam generation on an `encode(...)` batch without targets -> new text only."""
+
+    @abstractmethod
+    def language_model(self, model: nn.Module) -> nn.Module:
+        """The decoder stack that takes `inputs_embeds` (e.g. LlavaModel.language_model)."""
+
+    @abstractmethod
+    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
+        """The language model's transformer layers, in order."""
+
+    @abstractmethod
+    def adapter_points(self, layer: nn.Module) -> tuple[nn.Module, nn.Module]:
+        """(attention module, MLP module) of one decoder layer: adapters go after each."""
+
+    @abstractmethod
+    def full_trainable(self, name: str, train_vision: bool) -> bool:
+        """Whether parameter `name` is trained by `method=full`."""
+
+    # Dotted attribute path from the bare transformers model to the vision->text projector.
+    projector_path: str | None = None
+
+    def projector(self, model: nn.Module) -> nn.Module | None:
+        """The vision->text projector (its output = image-token features), if the family has one."""
+        if self.projector_path is None:
+            return None
+        while hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        return operator.attrgetter(self.projector_path)(model)
+
+    def text_token_mask(self, loaded: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Positions holding text tokens (not image placeholders, not padding)."""
+        image_token = getattr(loaded.model.config, "image_token_id", None)
+        mask = batch["attention_mask"].bool()
+        if image_token is not None:
+            mask &= batch["input_ids"] != image_token
+        return mask
+
+    def hidden_size(self, model: nn.Module) -> int:
+        return int(self.language_model(model).config.hidden_size)
+
+    def num_layers(self, model: nn.Module) -> int:
+        return len(self.decoder_layers(model))

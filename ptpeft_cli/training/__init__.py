@@ -1,0 +1,1 @@
+"""Training: hardware resolution, the step and loop, checkpoints, stage sequencing, run logging."""

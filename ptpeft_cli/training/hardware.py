@@ -1,0 +1,51 @@
+"""Resolve `hardware.device` / `hardware.precision` into a device and an autocast context."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ptpeft_cli.errors import UserError
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: torch.device
+    precision: str  # fp32 | bf16 | fp16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision only where it pays (CUDA); fp32 runs need no context."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.precision == "fp16"
+
+
+def resolve_hardware(device: str, precision: str, num_threads: int | None = None) -> Hardware:
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    cuda = torch.cuda.is_available()
+    if device == "cuda" and not cuda:
+        raise UserError("hardware.device=cuda but no CUDA device is visible; use hardware=auto or hardware=cpu")
+    chosen = torch.device("cuda" if device == "cuda" or (device == "auto" and cuda) else "cpu")
+    if precision == "auto":
+        precision = "bf16" if chosen.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if chosen.type == "cpu" and precision != "fp32":
+        raise UserError(f"hardware.precision={precision} needs CUDA here; use precision=fp32 on CPU")
+    return Hardware(device=chosen, precision=precision)
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for python, numpy and torch (all devices), so runs repeat."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

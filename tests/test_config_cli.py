@@ -1,0 +1,88 @@
+"""Config composition for every group option, and the one-line / exit-2 contract for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptpeft_cli.cli import CONF_DIR, compose_config, main
+from ptpeft_cli.errors import UserError
+
+GROUPS = ["model", "method", "task", "hardware", "logger"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes(group: str, option: str) -> None:
+    cfg = compose_config("train", [f"{group}={option}"])
+    if group == "method":
+        assert cfg.method.name == option
+    if group == "task":
+        assert cfg.task.name == option
+    if group == "logger":
+        assert cfg.logger.name == option
+
+
+def test_defaults() -> None:
+    cfg = compose_config("train", [])
+    assert (cfg.model.family, cfg.task.name, cfg.hardware.device, cfg.logger.name) == (
+        "tiny_llava", "captioning", "auto", "wandb")
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("method=lorra", "Could not find 'method/lorra'"),
+        ("trainer.foo=1", "Key 'foo' not in 'TrainerConfig'"),
+        ("trainer.max_steps=abc", "could not be converted to Integer"),
+        ("method.lr=-1", "method.lr=-1.0 must be > 0"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 must be > 0"),
+        ("method.stage2=bitfit", "choose one of: lora, adapter"),
+        ("method.prefix.mode=deep", "choose one of: input, kv"),
+        ("hardware=tpu", "Available options in 'hardware'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(override: str, expected: str, capsys: pytest.CaptureFixture,
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", override, "logger=none"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ptpeft: error:") and expected in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "outputs").exists(), "a rejected run must not leave a run dir"
+
+
+def test_bad_sweep_value_is_caught_before_any_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "-m", "method=full,lorra", "logger=none"])
+    assert exit_info.value.code == 2
+    assert "method/lorra" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_command() -> None:
+    with pytest.raises(UserError):
+        compose_config("train", ["task=translation"])
+    result = subprocess.run([sys.executable, "-m", "ptpeft_cli.cli", "fly"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "unknown command 'fly'" in result.stderr and "train" in result.stderr
+
+
+def test_help_lists_commands_and_groups() -> None:
+    out = subprocess.run([sys.executable, "-m", "ptpeft_cli.cli", "--help"], capture_output=True, text=True).stdout
+    for command in ("train", "eval", "score", "pretrain"):
+        assert command in out
+    out = subprocess.run([sys.executable, "-m", "ptpeft_cli.cli", "train", "--help"], capture_output=True,
+                         text=True).stdout
+    for group in GROUPS:
+        assert f"{group}:" in out
