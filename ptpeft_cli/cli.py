@@ -22,6 +22,8 @@ from ptpeft_cli.config import register_configs, validate
 from ptpeft_cli.errors import UserError
 
 CONF_DIR = str((Path(__file__).resolve().parent.parent / "conf"))
+# Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
+COMMAND_CONF_DIR = str(Path(CONF_DIR) / "commands")
 
 COMMANDS: dict[str, str] = {
     "train": "fine-tune a model with a method on a task; evaluate; analyse; log (Hydra multirun: -m)",
@@ -67,11 +69,11 @@ def _expand_sweeps(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)] if choices else [[]]
 
 
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+def compose_config(config_name: str, overrides: list[str], config_dir: str = CONF_DIR) -> DictConfig:
     """Compose and validate one config; Hydra/OmegaConf errors become UserError."""
     register_configs()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=overrides)
         OmegaConf.resolve(cfg)
     except UserError:
@@ -112,10 +114,19 @@ def _run_plain(command: str, args: list[str]) -> None:
 
     if any(a in ("--help", "-h") for a in args):
         print(f"usage: ptpeft {command} key=value ...\n\n{COMMANDS[command]}")
-        print(OmegaConf.to_yaml(OmegaConf.load(Path(CONF_DIR) / f"{command}.yaml")))
+        print(OmegaConf.to_yaml(OmegaConf.load(Path(COMMAND_CONF_DIR) / f"{command}.yaml")))
         return
-    cfg = compose_config(command, args)
+    if command == "analyze":
+        args = _gather_run_dirs(args)
+    cfg = compose_config(command, args, COMMAND_CONF_DIR)
     getattr(commands, f"{command}_command")(cfg)
+
+
+def _gather_run_dirs(args: list[str]) -> list[str]:
+    """`run_dir=A run_dir=B` (the natural way to name several runs) -> `run_dirs=[A,B]`."""
+    run_dirs = [a.split("=", 1)[1] for a in args if a.startswith("run_dir=")]
+    rest = [a for a in args if not a.startswith("run_dir=")]
+    return rest + ([f"run_dirs=[{','.join(repr(d) for d in run_dirs)}]"] if run_dirs else [])
 
 
 def print_help() -> None:

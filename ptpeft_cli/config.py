@@ -107,7 +107,8 @@ class TaskConfig:
     eval_limit: Optional[int] = None
     max_new_tokens: int = 24
     num_beams: int = 1
-    spice: bool = False
+    spice: bool = False  # SPICE downloads CoreNLP at run time: off unless you have it
+    meteor: bool = True  # METEOR starts a Java process (~10 s); off for quick smoke runs
 
 
 @dataclass

@@ -29,7 +29,7 @@ def eval_command(cfg: DictConfig) -> None:
     loaded.model.to(hardware.device)
     data = load_task_data(run_cfg.task)
     predictions = parts.predict(loaded, data, run_cfg, hardware)
-    metrics = parts.score(data, predictions, run_cfg.task.spice)
+    metrics = parts.score(data, predictions, run_cfg.task.spice, run_cfg.task.get('meteor', True))
     recorded_path = run_dir / "metrics.json"
     recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else {}
     print(f"{'metric':<40} {'recomputed':>12} {'recorded':>12}")

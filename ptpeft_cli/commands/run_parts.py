@@ -62,13 +62,13 @@ def predict(loaded: LoadedModel, data: TaskData, cfg: DictConfig, hardware: Hard
     return generate_predictions(eval_loader(loaded, data, cfg), generate, hardware.device, hardware.autocast)
 
 
-def score(data: TaskData, predictions: dict[int, str], spice: bool) -> dict[str, float]:
+def score(data: TaskData, predictions: dict[int, str], spice: bool, meteor: bool = True) -> dict[str, float]:
     """Flat `eval/*` metrics: official scorers on the whole eval split, plus grounding."""
     metrics: dict[str, float] = {}
     if data.task == "captioning":
         from ptpeft_cli.evaluation.captioning import caption_scores
 
-        for key, value in caption_scores(predictions, eval_references(data), spice=spice).items():
+        for key, value in caption_scores(predictions, eval_references(data), spice=spice, meteor=meteor).items():
             metrics[f"eval/{key}"] = float(value)
         if data.scenes is not None:
             from ptpeft_cli.evaluation.grounding import object_precision_recall

@@ -18,7 +18,7 @@ def score_command(cfg: DictConfig) -> None:
             raise UserError("ptpeft score task=vqa needs questions=<VQAv2 questions JSON>")
         result = score_vqa_files(Path(cfg.predictions), Path(cfg.annotations), Path(cfg.questions))
     elif cfg.task == "captioning":
-        result = score_caption_files(Path(cfg.predictions), Path(cfg.annotations), spice=bool(cfg.spice))
+        result = score_caption_files(Path(cfg.predictions), Path(cfg.annotations), spice=bool(cfg.spice), meteor=bool(cfg.meteor))
     else:
         raise UserError(f"task={cfg.task!r} is not allowed; choose one of: captioning, vqa")
     print(json.dumps(result, sort_keys=True))

@@ -98,7 +98,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         with watch.section("eval_s"):
             predictions = parts.predict(loaded, data, cfg, hardware)
-        metrics: dict[str, Any] = parts.score(data, predictions, cfg.task.spice)
+        metrics: dict[str, Any] = parts.score(data, predictions, cfg.task.spice, cfg.task.meteor)
         metrics["params/trainable"], metrics["params/total"] = trainable, total
         metrics["params/trainable_share"] = trainable / total
         if base_features is not None:

@@ -1,0 +1,40 @@
+"""Hydra callback: one screen summarising every job of a sweep, failed ones with why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ptpeft_cli.reporting.runs import find_runs, headline_metric
+from ptpeft_cli.reporting.tables import markdown_table
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def summarise(sweep_dir: Path) -> str:
+    rows = []
+    for run in find_runs([sweep_dir]):
+        m = run.metrics
+        rows.append([run.path.name, run.label, run.task,
+                     "failed: " + run.error if run.error else "ok",
+                     _cell(m.get(headline_metric(run.task))), _cell(m.get("eval/object_precision")),
+                     _cell(m.get("params/trainable_share")), _cell(m.get("rep/effective_rank_ratio")),
+                     _cell(m.get("time/total_s"))])
+    header = ["job", "method", "task", "status", "CIDEr / VQA acc", "obj. prec.", "trainable share",
+              "eff. rank ratio", "time (s)"]
+    return markdown_table(header, rows)
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.exists():
+            return
+        table = summarise(sweep_dir)
+        (sweep_dir / "summary.md").write_text(table + "\n")
+        print(f"\n{table}\nsweep dir: {sweep_dir}")
