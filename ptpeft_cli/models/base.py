@@ -22,7 +22,7 @@ class LoadedModel:
 
     model: nn.Module
     processor: Any
-    family: "ModelFamily"
+    family: ModelFamily
     extras: dict[str, Any] = field(default_factory=dict)
 
 
