@@ -7,7 +7,7 @@ so a typo or a wrong type fails at composition time with a message naming the ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -29,7 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 @dataclass
 class ModelConfig:
     family: str = "tiny_llava"
-    name_or_path: Optional[str] = None  # None: the family's embedded/default checkpoint
+    name_or_path: str | None = None  # None: the family's embedded/default checkpoint
     dtype: str = "auto"
     max_length: int = 64
 
@@ -39,7 +39,7 @@ class LoraOptions:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
-    target_modules: Optional[str] = None  # regex; None: the family's default attention targets
+    target_modules: str | None = None  # regex; None: the family's default attention targets
     mlp: bool = False
 
 
@@ -61,8 +61,8 @@ class PrefixOptions:
 class StageOptions:
     """Per-stage overrides for multi-stage methods; None inherits the method/trainer value."""
 
-    lr: Optional[float] = None
-    max_steps: Optional[int] = None
+    lr: float | None = None
+    max_steps: int | None = None
 
 
 @dataclass
@@ -85,16 +85,16 @@ class DatasetConfig:
     root: str = "${oc.env:PTPEFT_DATA,data}"  # world cache; relative to the working dir
     seed: int = 0
     image_size: int = 64
-    n_pretrain: int = 20000
+    n_pretrain: int = 0  # fine-tuning needs no pre-training images (`ptpeft pretrain` makes its own)
     n_train: int = 2000
     n_val: int = 250
     n_test: int = 250
     # Real data: paths to the official files (see docs/models.md).
-    karpathy_json: Optional[str] = None
-    image_root: Optional[str] = None
-    questions: Optional[str] = None
-    annotations: Optional[str] = None
-    image_pattern: Optional[str] = None
+    karpathy_json: str | None = None
+    image_root: str | None = None
+    questions: str | None = None
+    annotations: str | None = None
+    image_pattern: str | None = None
 
 
 @dataclass
@@ -103,8 +103,8 @@ class TaskConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train_split: str = "train"
     eval_split: str = "test"
-    train_limit: Optional[int] = None
-    eval_limit: Optional[int] = None
+    train_limit: int | None = None
+    eval_limit: int | None = None
     max_new_tokens: int = 24
     num_beams: int = 1
     spice: bool = False  # SPICE downloads CoreNLP at run time: off unless you have it
@@ -131,15 +131,15 @@ class TrainerConfig:
 class HardwareConfig:
     device: str = "auto"
     precision: str = "auto"
-    num_threads: Optional[int] = None
+    num_threads: int | None = None
 
 
 @dataclass
 class LoggerConfig:
     name: str = "wandb"
     project: str = "ptpeft"
-    entity: Optional[str] = None
-    mode: Optional[str] = None  # None: offline unless WANDB_MODE or a login says otherwise
+    entity: str | None = None
+    mode: str | None = None  # None: offline unless WANDB_MODE or a login says otherwise
     tags: list[str] = field(default_factory=list)
 
 
