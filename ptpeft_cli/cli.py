@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ptpeft_cli.config import register_configs, validate
 from ptpeft_cli.errors import UserError
 
-CONF_DIR = str((Path(__file__).resolve().parent.parent / "conf"))
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
 COMMAND_CONF_DIR = str(Path(CONF_DIR) / "commands")
 
@@ -106,7 +107,11 @@ def _run_hydra_app(command: str, args: list[str]) -> None:
     _prevalidate(HYDRA_APPS[command], args)
     app = hydra.main(config_path=CONF_DIR, config_name=HYDRA_APPS[command], version_base="1.3")(entry)
     sys.argv = [f"ptpeft {command}", *args]
-    app()
+    GlobalHydra.instance().clear()  # callable twice in one process (tests, notebooks)
+    try:
+        app()
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def _run_plain(command: str, args: list[str]) -> None:
@@ -117,16 +122,18 @@ def _run_plain(command: str, args: list[str]) -> None:
         print(OmegaConf.to_yaml(OmegaConf.load(Path(COMMAND_CONF_DIR) / f"{command}.yaml")))
         return
     if command == "analyze":
-        args = _gather_run_dirs(args)
+        args = _gather_list(args, "run_dir", "run_dirs")
+    if command == "report":
+        args = _gather_list(args, "runs", "runs")
     cfg = compose_config(command, args, COMMAND_CONF_DIR)
     getattr(commands, f"{command}_command")(cfg)
 
 
-def _gather_run_dirs(args: list[str]) -> list[str]:
-    """`run_dir=A run_dir=B` (the natural way to name several runs) -> `run_dirs=[A,B]`."""
-    run_dirs = [a.split("=", 1)[1] for a in args if a.startswith("run_dir=")]
-    rest = [a for a in args if not a.startswith("run_dir=")]
-    return rest + ([f"run_dirs=[{','.join(repr(d) for d in run_dirs)}]"] if run_dirs else [])
+def _gather_list(args: list[str], repeated: str, target: str) -> list[str]:
+    """`run_dir=A run_dir=B` (the natural way to name several paths) -> `run_dirs=['A','B']`."""
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{repeated}=") and not a.split("=", 1)[1].startswith("[")]
+    rest = [a for a in args if a not in {f"{repeated}={v}" for v in values}]
+    return rest + ([f"{target}=[{','.join(repr(v) for v in values)}]"] if values else [])
 
 
 def print_help() -> None:

@@ -132,21 +132,24 @@ def _train_stages(cfg: DictConfig, method: Any, loaded: Any, data: Any, hardware
     loader = parts.train_loader(loaded, data, cfg)
     results, global_step = [], 0
     for index, plan in enumerate(plans):
+        cache_key = _stage_cache_key(cfg, method, index, len(plans))
+        cache_dir = Path(cfg.stage_cache_dir)
+        entry = stage_cache.lookup(cache_dir, cache_key) if cache_key else None
+        if entry is not None:
+            # The stage's weights are the method's own save format: loading them reproduces the
+            # model as it was after the stage; the next setup_stage builds on it.
+            log.info("stage %s: reusing cached stage from %s", plan.name, entry)
+            print(f"[{plan.name}] reusing cached stage {cache_key[:12]} ({entry})")
+            method.load(loaded, cfg.method, entry)
+            loaded.model.to(hardware.device)
+            logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
+            continue
         method.setup_stage(loaded, cfg.method, index)
         loaded.model.to(hardware.device)
         trainable, total = count_parameters(loaded.model)
         log.info("stage %s: %d trainable of %d parameters (%.3f%%)", plan.name, trainable, total,
                  100 * trainable / total)
         print(f"[{plan.name}] params/trainable={trainable} params/total={total}")
-        cache_key = _stage_cache_key(cfg, method, index, len(plans))
-        cache_dir = Path(cfg.stage_cache_dir)
-        entry = stage_cache.lookup(cache_dir, cache_key) if cache_key else None
-        if entry is not None:
-            log.info("stage %s: reusing cached stage from %s", plan.name, entry)
-            print(f"[{plan.name}] reusing cached stage {cache_key[:12]}")
-            method.load_stage(loaded, cfg.method, index, entry)
-            logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
-            continue
 
         def log_row(row: dict, offset: int = global_step) -> None:
             logger.log(row, step=offset + row["step_in_stage"])
@@ -160,17 +163,27 @@ def _train_stages(cfg: DictConfig, method: Any, loaded: Any, data: Any, hardware
         results.append(result)
         global_step += plan.max_steps
         if cache_key:
-            stage_cache.store(cache_dir, cache_key, lambda d, i=index: method.save_stage(loaded, i, d),
+            stage_cache.store(cache_dir, cache_key, lambda d: method.save(loaded, d),
                               {"stage": plan.name, "method": cfg.method.name})
+            logger.log({"stage": plan.name, "stage/cache_hit": 0}, step=global_step)
     return results
+
+
+# What determines a stage besides the method: the training data and schedule, not eval settings.
+_DATA_KEYS = ("name", "dataset", "train_split", "train_limit")
+_SCHEDULE_KEYS = ("max_steps", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm",
+                  "scheduler")
 
 
 def _stage_cache_key(cfg: DictConfig, method: Any, index: int, n_stages: int) -> str | None:
     """Only non-final stages of multi-stage methods are cached (PT-PEFT's stage 1)."""
     if n_stages < 2 or index == n_stages - 1:
         return None
-    data_id = OmegaConf.to_container(cfg.task, resolve=True)
-    schedule = OmegaConf.to_container(cfg.trainer, resolve=True)
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    data_id = {k: task[k] for k in _DATA_KEYS}
+    schedule = {k: trainer[k] for k in _SCHEDULE_KEYS}
+    schedule["precision"] = cfg.hardware.precision
     model_id = OmegaConf.to_container(cfg.model, resolve=True)
     return method.stage_fingerprint(model_id=str(model_id), data_id=str(data_id), cfg=cfg.method,
                                     seed=int(cfg.trainer.seed), schedule=schedule, stage=index)

@@ -1,0 +1,78 @@
+"""Run dirs -> the study's tables: per task, one row per method, mean +- std over seeds.
+
+Every number is read from a run dir's metrics.json (the run-dir contract), so a table can always
+be traced back to the runs that made it; the runs are listed under each table.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from ptpeft_cli.reporting.runs import RunRecord, find_runs, headline_metric
+from ptpeft_cli.reporting.tables import markdown_table, write_csv
+
+METHOD_ORDER = ("full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter")
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "captioning": [("eval/CIDEr", "CIDEr"), ("eval/Bleu_4", "BLEU-4"), ("eval/METEOR", "METEOR"),
+                   ("eval/ROUGE_L", "ROUGE-L"), ("eval/object_precision", "obj. prec.")],
+    "vqa": [("eval/vqa_accuracy", "VQA acc."), ("eval/vqa_accuracy/yes/no", "yes/no"),
+            ("eval/vqa_accuracy/number", "number"), ("eval/vqa_accuracy/other", "other")],
+}
+SHARED = [("params/trainable", "trainable params"), ("params/trainable_share", "trainable %"),
+          ("rep/effective_rank_ratio", "eff. rank / base"), ("time/train_s", "train s")]
+
+
+def _stat(values: list[float], percent: bool = False) -> str:
+    if not values:
+        return "-"
+    scale = 100.0 if percent else 1.0
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {statistics.stdev(values) * scale:.2g}"
+
+
+def _order(label: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER), label)
+
+
+def task_table(task: str, runs: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
+    columns = COLUMNS[task] + SHARED
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[(run.model, run.label)].append(run)
+    header = ["model", "method", "seeds"] + [title for _, title in columns]
+    rows = []
+    for (model, label), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+        row = [model, label, str(len(members))]
+        for key, _ in columns:
+            values = [float(r.metrics[key]) for r in members if key in r.metrics]
+            row.append(_stat(values, percent=key == "params/trainable_share"))
+        rows.append(row)
+    return header, rows
+
+
+def build_report(roots: list[Path], out_dir: Path) -> str:
+    """Write one markdown + CSV per task into `out_dir`; return the combined markdown."""
+    runs = find_runs(roots)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections = []
+    failed = [r for r in runs if r.error]
+    for task in ("captioning", "vqa"):
+        finished = [r for r in runs if r.task == task and not r.error]
+        if not finished:
+            continue
+        header, rows = task_table(task, finished)
+        table = markdown_table(header, rows)
+        write_csv(out_dir / f"{task}.csv", header, rows)
+        (out_dir / f"{task}.md").write_text(table + "\n")
+        metric = headline_metric(task).split("/", 1)[1]
+        sources = ", ".join(sorted({str(r.path.parent) for r in finished}))
+        sections.append(f"### {task} ({metric}; mean ± std over seeds)\n\n{table}\n\nRuns: {sources}\n")
+    if failed:
+        sections.append("Failed runs: " + "; ".join(f"{r.path.name}: {r.error}" for r in failed) + "\n")
+    report = "\n".join(sections)
+    (out_dir / "report.md").write_text(report)
+    return report

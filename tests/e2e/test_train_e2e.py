@@ -1,0 +1,69 @@
+"""`ptpeft train` end to end: every file of the run-dir contract, metrics better than zero-shot,
+`ptpeft eval` reproduces them, W&B offline files exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from ptpeft_cli.commands import run_parts
+from ptpeft_cli.data.tasks import load_task_data
+from ptpeft_cli.models import get_family
+from ptpeft_cli.training.hardware import resolve_hardware
+
+from .conftest import SHORT_RUN, SMALL_WORLD, run_cli, run_dir_of
+
+pytestmark = pytest.mark.slow
+
+
+def _zero_shot(run_dir: Path) -> dict[str, float]:
+    """The shipped model's metrics on the same eval split, before any training."""
+    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    loaded = get_family(cfg.model.family).load(cfg.model)
+    data = load_task_data(cfg.task)
+    hardware = resolve_hardware("cpu", "fp32")
+    return run_parts.score(data, run_parts.predict(loaded, data, cfg, hardware), spice=False, meteor=False)
+
+
+@pytest.mark.parametrize("task,metric,steps", [("captioning", "eval/CIDEr", 60), ("vqa", "eval/vqa_accuracy", 60)])
+def test_full_finetune_writes_contract_and_improves(task: str, metric: str, steps: int, workdir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    out, _ = run_cli(["train", "method=full", f"task={task}", f"trainer.max_steps={steps}", "logger=wandb",
+                      *SMALL_WORLD, *SHORT_RUN], workdir, monkeypatch, capsys)
+    run_dir = run_dir_of(out)
+    run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
+    for name in (".hydra/config.yaml", "metrics.json", "predictions.json", "history.jsonl",
+                 "representation.json", "features.safetensors", "spectrum.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "weights").iterdir())
+    assert list((run_dir / "wandb").glob("offline-run-*")), "W&B must log offline into the run dir"
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in (metric, "params/trainable", "params/total", "rep/effective_rank", "rep/effective_rank_base",
+                "rep/effective_rank_ratio", "rep/rank90", "rep/rank99", "time/train_s"):
+        assert key in metrics, key
+    assert 0 < metrics["params/trainable"] < metrics["params/total"]
+
+    predictions = json.loads((run_dir / "predictions.json").read_text())
+    id_key, text_key = ("image_id", "caption") if task == "captioning" else ("question_id", "answer")
+    assert predictions and set(predictions[0]) == {id_key, text_key}
+
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    losses = [row["train/loss"] for row in history if "train/loss" in row]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+
+    resolved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert "${" not in OmegaConf.to_yaml(resolved), "the saved config must be resolved"
+    Image.open(run_dir / "spectrum.png").verify()
+
+    assert metrics[metric] > _zero_shot(run_dir)[metric]
+
+    out, _ = run_cli(["eval", f"run_dir={run_dir}"], workdir, monkeypatch, capsys)
+    recomputed = json.loads(out.strip().splitlines()[-1])
+    assert recomputed["identical"] is True
+    assert recomputed[metric] == metrics[metric]
