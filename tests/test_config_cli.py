@@ -21,8 +21,9 @@ def _options(group: str) -> list[str]:
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_group_option_composes(group: str, option: str) -> None:
     cfg = compose_config("train", [f"{group}={option}"])
-    if group == "method":
-        assert cfg.method.name == option
+    if group == "method":  # pt_adapter is pt_peft with an adapter as stage 2
+        expected = ("pt_peft", "adapter") if option == "pt_adapter" else (option, cfg.method.stage2)
+        assert (cfg.method.name, cfg.method.stage2) == expected
     if group == "task":
         assert cfg.task.name == option
     if group == "logger":
@@ -86,3 +87,9 @@ def test_help_lists_commands_and_groups() -> None:
                          text=True).stdout
     for group in GROUPS:
         assert f"{group}:" in out
+
+
+@pytest.mark.parametrize("experiment,task", [("paper_captioning", "captioning"), ("paper_vqa", "vqa")])
+def test_experiments_compose(experiment: str, task: str) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}", "method=lora"])
+    assert cfg.task.name == task and cfg.method.name == "lora" and "paper" in cfg.logger.tags

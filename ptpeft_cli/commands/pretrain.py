@@ -19,7 +19,7 @@ import transformers
 
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny.pretrain import PretrainRecipe, pick_device, pretrain
-from ptpeft_cli.models.tiny.probe import ProbeSet, meets_floor, run_probe
+from ptpeft_cli.evaluation.zero_shot import ProbeSet, meets_floor, run_probe
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 
 
@@ -102,3 +102,37 @@ def run_pretrain(
     (tmp_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _atomic_replace(tmp_dir, out_dir)
     return manifest
+
+
+def pretrain_entry(cfg: Any) -> dict[str, Any]:
+    """Hydra task for `ptpeft pretrain`: recipe from conf/recipe/<preset>.yaml plus overrides."""
+    import sys
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from ptpeft_cli.errors import UserError
+    from ptpeft_cli.models.tiny_llava import shipped_checkpoint_dir
+
+    try:
+        recipe = PretrainRecipe.from_dict(OmegaConf.to_container(cfg.recipe, resolve=True))
+    except TypeError as error:
+        print(f"ptpeft: error: bad recipe option: {error}", file=sys.stderr)
+        raise SystemExit(UserError.exit_code) from None
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else shipped_checkpoint_dir()
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    manifest = run_pretrain(recipe, out_dir, Path(cfg.world_root), world_spec=_probe_world_spec())
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    zero_shot = manifest["zero_shot"]
+    print(f"zero-shot: object precision {zero_shot['object_precision']:.3f}, "
+          f"VQA accuracy {zero_shot['vqa_accuracy']:.2f}; meets floor: {manifest['meets_floor']}")
+    print(f"checkpoint: {out_dir}")
+    print(f"run dir: {run_dir}")
+    return manifest
+
+
+def _probe_world_spec() -> Any:
+    """The downstream splits only: the probe reads the test split, no pre-training images."""
+    from ptpeft_cli.data.writer import WorldSpec
+
+    return WorldSpec(n_pretrain=0)

@@ -10,10 +10,14 @@ from ptpeft_cli.errors import UserError
 
 
 def report_command(cfg: DictConfig) -> None:
-    from ptpeft_cli.reporting.report import build_report
+    from ptpeft_cli.reporting.report import build_report, update_markdown
 
     roots = [Path(p) for p in cfg.runs]
     if not roots:
         raise UserError("ptpeft report needs runs=DIR (repeatable) or runs=[A,B]")
-    print(build_report(roots, Path(cfg.out)))
+    report = build_report(roots, Path(cfg.out))
+    print(report)
+    if cfg.update:
+        update_markdown(Path(cfg.update), report)
+        print(f"updated: {cfg.update}")
     print(f"report dir: {cfg.out}")

@@ -35,12 +35,14 @@ class TaskData:
         return "image_id" if self.task == "captioning" else "question_id"
 
 
-def _require(path: str | None, what: str) -> Path:
+def _require(path: str | None, what: str, split: str | None = None) -> Path:
+    """A real dataset file; `{split}` in the configured path is filled with the split's name, so
+    one option names the train and the eval file (VQAv2 ships one file per split)."""
     if not path:
         raise UserError(f"task.dataset.{what} must be set for a real dataset")
-    resolved = Path(path)
+    resolved = Path(path.replace("{split}", split) if split else path)
     if not resolved.exists():
-        raise UserError(f"task.dataset.{what}={path} does not exist")
+        raise UserError(f"task.dataset.{what}={resolved} does not exist")
     return resolved
 
 
@@ -63,7 +65,7 @@ def _caption_split(dataset_cfg: Any, split: str, limit: int | None) -> tuple[dat
     karpathy = _require(dataset_cfg.karpathy_json, "karpathy_json")
     image_root = _require(dataset_cfg.image_root, "image_root")
     data = load_karpathy_captions(karpathy, image_root, split, limit=limit)
-    files = {"annotations": str(dataset_cfg.annotations)} if dataset_cfg.annotations else {}
+    files = {"annotations": str(_require(dataset_cfg.annotations, "annotations", split))} if dataset_cfg.annotations else {}
     return data, files
 
 
@@ -76,9 +78,9 @@ def _vqa_split(dataset_cfg: Any, split: str, limit: int | None) -> tuple[dataset
         pattern = paths.image_pattern(split)
         image_root = paths.root
     else:
-        questions = _require(dataset_cfg.questions, "questions")
-        annotations = _require(dataset_cfg.annotations, "annotations")
-        image_root = _require(dataset_cfg.image_root, "image_root")
+        questions = _require(dataset_cfg.questions, "questions", split)
+        annotations = _require(dataset_cfg.annotations, "annotations", split)
+        image_root = _require(dataset_cfg.image_root, "image_root", split)
         pattern = dataset_cfg.image_pattern or "COCO_val2014_{image_id:012d}.jpg"
     data = load_vqa(questions, annotations, image_root, pattern, limit=limit)
     return data, {"questions": str(questions), "annotations": str(annotations)}

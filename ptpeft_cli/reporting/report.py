@@ -10,6 +10,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from ptpeft_cli.errors import UserError
 from ptpeft_cli.reporting.runs import RunRecord, find_runs, headline_metric
 from ptpeft_cli.reporting.tables import markdown_table, write_csv
 
@@ -76,3 +77,16 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
     report = "\n".join(sections)
     (out_dir / "report.md").write_text(report)
     return report
+
+
+BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
+
+
+def update_markdown(path: Path, report: str) -> None:
+    """Replace the generated block of a hand-written document (docs/results.md), keeping the prose."""
+    text = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise UserError(f"{path} has no {BEGIN} ... {END} block to update")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")

@@ -22,6 +22,9 @@ from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 
 # Hard floor for a shipped checkpoint (see the task brief): object precision, VQA accuracy.
 FLOOR = {"object_precision": 0.80, "vqa_accuracy": 60.0}
+# Chance accuracy (0-100) of the kinds the floor requires at more than twice chance:
+# 8 colours, 5 shapes, counts 1-3.
+KIND_CHANCE = {"colour": 100 / 8, "shape": 100 / 5, "count": 100 / 3}
 # Question kinds by the VQAv2-style question_type prefix; chance accuracy (0-100) for each.
 KIND_KEYWORDS: tuple[tuple[str, str], ...] = (
     ("colour", "color"), ("colour", "colour"), ("shape", "shape"), ("count", "how many"),
@@ -117,4 +120,7 @@ def run_probe(family: TinyLlavaFamily, loaded: LoadedModel, probe_set: ProbeSet,
 
 
 def meets_floor(metrics: dict[str, Any]) -> bool:
-    return all(float(metrics[key]) >= value for key, value in FLOOR.items())
+    """Object precision >= 0.80, VQA >= 60, and colour, shape and count each above 2x chance."""
+    per_kind = metrics.get("vqa_accuracy_per_kind", {})
+    return all(float(metrics[key]) >= value for key, value in FLOOR.items()) and all(
+        float(per_kind.get(kind, 0.0)) > 2 * chance for kind, chance in KIND_CHANCE.items())
