@@ -4,6 +4,7 @@ and the run-dir files. Each takes plain objects so both commands compose them th
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -96,9 +97,21 @@ def official_predictions(task: str, predictions: dict[int, str]) -> list[dict[st
     return [{"question_id": k, "answer": v} for k, v in sorted(predictions.items())]
 
 
+def _finite(value: Any) -> Any:
+    """Strict JSON has no NaN/inf (e.g. a ratio over a zero-rank base): write null instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write-then-rename, so a crash never leaves a truncated metrics/predictions file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=isinstance(payload, dict)))
+    tmp.write_text(json.dumps(_finite(payload), indent=2, sort_keys=isinstance(payload, dict), allow_nan=False))
     os.replace(tmp, path)
 
 

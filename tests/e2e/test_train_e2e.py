@@ -20,7 +20,7 @@ from .conftest import SHORT_RUN, SMALL_WORLD, run_cli, run_dir_of
 pytestmark = pytest.mark.slow
 
 
-def _zero_shot(run_dir: Path) -> dict[str, float]:
+def zero_shot_metrics(run_dir: Path) -> dict[str, float]:
     """The shipped model's metrics on the same eval split, before any training."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     loaded = get_family(cfg.model.family).load(cfg.model)
@@ -61,9 +61,30 @@ def test_full_finetune_writes_contract_and_improves(task: str, metric: str, step
     assert "${" not in OmegaConf.to_yaml(resolved), "the saved config must be resolved"
     Image.open(run_dir / "spectrum.png").verify()
 
-    assert metrics[metric] > _zero_shot(run_dir)[metric]
+    assert metrics[metric] > zero_shot_metrics(run_dir)[metric]
 
     out, _ = run_cli(["eval", f"run_dir={run_dir}"], workdir, monkeypatch, capsys)
     recomputed = json.loads(out.strip().splitlines()[-1])
     assert recomputed["identical"] is True
     assert recomputed[metric] == metrics[metric]
+
+
+def test_pt_peft_run_reloads_with_identical_metrics(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    out, _ = run_cli(["train", "method=pt_peft", "task=vqa", "trainer.max_steps=20", "logger=none",
+                      *SMALL_WORLD, *SHORT_RUN], workdir, monkeypatch, capsys)
+    run_dir = run_dir_of(out)
+    run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert {"prefix", "prefix+lora"} <= {row.get("stage") for row in history}
+    assert (run_dir / "weights" / "lora" / "adapter_config.json").is_file()
+    out, _ = run_cli(["eval", f"run_dir={run_dir}"], workdir, monkeypatch, capsys)
+    assert json.loads(out.strip().splitlines()[-1])["identical"] is True
+
+    # Same stage-1 config -> the cached prefix is reused by PT-Adapter; a longer prefix misses it.
+    out, _ = run_cli(["train", "method=pt_adapter", "task=vqa", "trainer.max_steps=20", "logger=none",
+                      *SMALL_WORLD, *SHORT_RUN], workdir, monkeypatch, capsys)
+    assert "reusing cached stage" in out
+    out, _ = run_cli(["train", "method=pt_adapter", "method.prefix.length=12", "task=vqa",
+                      "trainer.max_steps=20", "logger=none", *SMALL_WORLD, *SHORT_RUN], workdir, monkeypatch, capsys)
+    assert "reusing cached stage" not in out

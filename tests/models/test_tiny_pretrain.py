@@ -11,9 +11,9 @@ import torch
 
 from ptpeft_cli.commands.pretrain import run_pretrain
 from ptpeft_cli.data.writer import WorldSpec
+from ptpeft_cli.evaluation.zero_shot import question_kind
 from ptpeft_cli.models.tiny.build import TinyShape
 from ptpeft_cli.models.tiny.pretrain import PretrainRecipe, StageBudget
-from ptpeft_cli.evaluation.zero_shot import question_kind
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 
 TINY = PretrainRecipe(
