@@ -17,9 +17,9 @@ from typing import Any
 import torch
 import transformers
 
+from ptpeft_cli.evaluation.zero_shot import ProbeSet, meets_floor, run_probe
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny.pretrain import PretrainRecipe, pick_device, pretrain
-from ptpeft_cli.evaluation.zero_shot import ProbeSet, meets_floor, run_probe
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 
 

@@ -92,6 +92,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 batches = parts.analysis_batches(loaded, data, cfg, hardware.device)
                 base_features = collect_run_features(loaded, batches, cfg.analysis)
 
+        # Re-seed so the analysis' forward passes never change what training draws (method inits,
+        # dropout): a run trains identically with analysis on or off.
+        seed_everything(cfg.trainer.seed)
         results = _train_stages(cfg, method, loaded, data, hardware, logger, watch)
         trainable, total = count_parameters(loaded.model)
         method.save(loaded, run_dir / "weights")

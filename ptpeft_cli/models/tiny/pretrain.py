@@ -32,7 +32,6 @@ from transformers import (
 
 from ptpeft_cli.data.text import vocabulary_words
 from ptpeft_cli.models.tiny import corpus
-from ptpeft_cli.models.tiny.dense import PatchHeads, patch_labels
 from ptpeft_cli.models.tiny.build import (
     TinyShape,
     build_model,
@@ -40,6 +39,7 @@ from ptpeft_cli.models.tiny.build import (
     clip_text_config,
     vision_config,
 )
+from ptpeft_cli.models.tiny.dense import PatchHeads, patch_labels
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 
 
