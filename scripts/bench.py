@@ -45,7 +45,7 @@ def _setup(method: str, data_root: Path, batch_size: int) -> tuple:
     data = load_task_data(cfg.task)
     get_method(method).setup_stage(loaded, cfg.method, 0)
     loaded.model.to(hardware.device)
-    batches = [to_device(b, hardware.device) for _, b in zip(range(8), run_parts.train_loader(loaded, data, cfg))]
+    batches = [to_device(b, hardware.device) for _, b in zip(range(8), run_parts.train_loader(loaded, data, cfg), strict=False)]
     return cfg, hardware, loaded, data, batches
 
 

@@ -13,4 +13,4 @@ for task in captioning vqa; do
     "hydra.sweep.dir=$root/$task"
   "$ptpeft" analyze "sweep_dir=$root/$task"
 done
-"$ptpeft" report "runs=$root" "out=$root/report" update=docs/results.md
+"$ptpeft" report "runs=$root" "out=$root/report" update_doc=docs/results.md

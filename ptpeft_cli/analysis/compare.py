@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from ptpeft_cli import tables
 from ptpeft_cli.analysis.plots import SpectrumCurve, save_spectrum_figure
 from ptpeft_cli.analysis.representation import REPRESENTATION_FILE
 from ptpeft_cli.errors import UserError
@@ -107,15 +108,9 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """GitHub markdown table of `rows` (hand-written: `tabulate`, which pandas needs for this,
-    is not a dependency, and the format is a few lines)."""
-    lines = [
-        "| " + " | ".join(header for _, header, _ in COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row[key], fmt) for key, _, fmt in COLUMNS) + " |")
-    return "\n".join(lines)
+    """The comparison rows as a GitHub markdown table, formatted per COLUMNS."""
+    return tables.markdown_table([header for _, header, _ in COLUMNS],
+                                 [[_cell(row[key], fmt) for key, _, fmt in COLUMNS] for row in rows])
 
 
 def _sort_key(row: dict) -> tuple:

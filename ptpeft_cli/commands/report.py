@@ -17,7 +17,7 @@ def report_command(cfg: DictConfig) -> None:
         raise UserError("ptpeft report needs runs=DIR (repeatable) or runs=[A,B]")
     report = build_report(roots, Path(cfg.out))
     print(report)
-    if cfg.update:
-        update_markdown(Path(cfg.update), report)
-        print(f"updated: {cfg.update}")
+    if cfg.update_doc:
+        update_markdown(Path(cfg.update_doc), report)
+        print(f"updated: {cfg.update_doc}")
     print(f"report dir: {cfg.out}")

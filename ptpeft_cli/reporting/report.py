@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.reporting.runs import RunRecord, find_runs, headline_metric
-from ptpeft_cli.reporting.tables import markdown_table, write_csv
+from ptpeft_cli.tables import markdown_table, write_csv
 
 METHOD_ORDER = ("full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter")
 COLUMNS: dict[str, list[tuple[str, str]]] = {

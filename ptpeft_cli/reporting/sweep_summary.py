@@ -9,7 +9,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ptpeft_cli.reporting.runs import find_runs, headline_metric
-from ptpeft_cli.reporting.tables import markdown_table
+from ptpeft_cli.tables import markdown_table
 
 
 def _cell(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""Markdown and CSV tables: the two formats every ptpeft table is written in."""
+"""Markdown and CSV tables, the two formats every ptpeft table is written in (analysis and reporting
+both use them, so they sit below both layers). Hand-written: pandas needs `tabulate` for markdown."""
 
 from __future__ import annotations
 
