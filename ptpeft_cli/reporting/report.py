@@ -21,6 +21,10 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "vqa": [("eval/vqa_accuracy", "VQA acc."), ("eval/vqa_accuracy/yes/no", "yes/no"),
             ("eval/vqa_accuracy/number", "number"), ("eval/vqa_accuracy/other", "other")],
 }
+REPRESENTATION = [("rep/effective_rank", "eff. rank"), ("rep/effective_rank_base", "base"),
+                  ("rep/effective_rank_ratio", "ratio"), ("rep/rank90", "rank90"), ("rep/rank99", "rank99"),
+                  ("rep/rank99_base", "rank99 base"),
+                  ("rep/last_layer/effective_rank_ratio", "ratio (last layer, pre-norm)")]
 SHARED = [("params/trainable", "trainable params"), ("params/trainable_share", "trainable %"),
           ("rep/effective_rank_ratio", "eff. rank / base"), ("time/train_s", "train s")]
 
@@ -39,8 +43,9 @@ def _order(label: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER), label)
 
 
-def task_table(task: str, runs: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
-    columns = COLUMNS[task] + SHARED
+def task_table(task: str, runs: list[RunRecord], columns: list[tuple[str, str]] | None = None
+               ) -> tuple[list[str], list[list[str]]]:
+    columns = columns or COLUMNS[task] + SHARED
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         groups[(run.model, run.label)].append(run)
@@ -72,6 +77,10 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
         metric = headline_metric(task).split("/", 1)[1]
         sources = ", ".join(sorted({str(r.path.parent) for r in finished}))
         sections.append(f"### {task} ({metric}; mean ± std over seeds)\n\n{table}\n\nRuns: {sources}\n")
+        rep_header, rep_rows = task_table(task, finished, REPRESENTATION)
+        write_csv(out_dir / f"{task}_representation.csv", rep_header, rep_rows)
+        sections.append(f"#### {task}: representation space (final-norm output, centred; ratio = tuned / "
+                        f"pre-trained on the same inputs)\n\n{markdown_table(rep_header, rep_rows)}\n")
     if failed:
         sections.append("Failed runs: " + "; ".join(f"{r.path.name}: {r.error}" for r in failed) + "\n")
     report = "\n".join(sections)
