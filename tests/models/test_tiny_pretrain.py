@@ -24,6 +24,7 @@ TINY = PretrainRecipe(
     n_scenes=40,
     text_draws=1,
     clip=StageBudget(3, 8, 1e-3),
+    dense=StageBudget(2, 4, 1e-3),
     align=StageBudget(2, 4, 1e-3),
     multimodal=StageBudget(3, 4, 1e-3),
     render_workers=1,
@@ -45,7 +46,7 @@ def test_checkpoint_and_manifest_are_written(built: tuple) -> None:
     assert (out / "model.safetensors").exists()
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["recipe_hash"] == TINY.fingerprint() == manifest["recipe_hash"]
-    assert on_disk["steps"] == {"clip": 3, "align": 2, "multimodal": 3}
+    assert on_disk["steps"] == {"clip": 3, "dense": 2, "align": 2, "multimodal": 3}
     assert set(on_disk["wall_time_s"]) >= {"clip", "align", "multimodal", "probe", "total"}
     zero_shot = on_disk["zero_shot"]
     assert 0.0 <= zero_shot["object_precision"] <= 1.0

@@ -111,7 +111,7 @@ PRESETS: dict[str, PretrainRecipe] = {
         shape=TinyShape(vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
                         text_hidden=32, text_layers=1, text_heads=2, text_intermediate=64,
                         clip_text_hidden=32, clip_text_layers=1, projection_dim=16),
-        clip=StageBudget(3, 8, 1e-3), align=StageBudget(2, 4, 1e-3),
+        clip=StageBudget(3, 8, 1e-3), dense=StageBudget(2, 4, 1e-3), align=StageBudget(2, 4, 1e-3),
         multimodal=StageBudget(3, 4, 1e-3)),
 }
 
