@@ -17,18 +17,18 @@ from typing import Any
 import torch
 import transformers
 
-from ptpeft_cli.evaluation.zero_shot import ProbeSet, meets_floor, run_probe
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.tiny.pretrain import PretrainRecipe, pick_device, pretrain
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
+from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe, pick_device, pretrain
+from ptpeft_cli.synthetic.probe import ProbeSet, meets_floor, run_probe
 
 
 def world_probe_set(world_root: Path, world_spec: Any = None, split: str = "test") -> ProbeSet:
     """The synthetic world's held-out split, read from its official-format files."""
     from PIL import Image
 
-    from ptpeft_cli.data.world import Scene
-    from ptpeft_cli.data.writer import WorldSpec, ensure_world
+    from ptpeft_cli.synthetic.world import Scene
+    from ptpeft_cli.synthetic.writer import WorldSpec, ensure_world
 
     paths = ensure_world(Path(world_root), world_spec or WorldSpec())
     questions = json.loads(paths.vqa_questions(split).read_text())["questions"]
@@ -133,6 +133,6 @@ def pretrain_entry(cfg: Any) -> dict[str, Any]:
 
 def _probe_world_spec() -> Any:
     """The downstream splits only: the probe reads the test split, no pre-training images."""
-    from ptpeft_cli.data.writer import WorldSpec
+    from ptpeft_cli.synthetic.writer import WorldSpec
 
     return WorldSpec(n_pretrain=0)

@@ -72,7 +72,7 @@ def score(data: TaskData, predictions: dict[int, str], spice: bool, meteor: bool
         for key, value in caption_scores(predictions, eval_references(data), spice=spice, meteor=meteor).items():
             metrics[f"eval/{key}"] = float(value)
         if data.scenes is not None:
-            from ptpeft_cli.evaluation.grounding import object_precision_recall
+            from ptpeft_cli.synthetic.grounding import object_precision_recall
 
             for key, value in object_precision_recall(predictions, data.scenes).items():
                 metrics[f"eval/{key}"] = float(value)

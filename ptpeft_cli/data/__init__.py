@@ -1,37 +1,5 @@
-"""Data: the synthetic world, its official-format writer, and loaders for those formats.
+"""Official-format loaders (COCO Karpathy captions, VQAv2, LLaVA conversations) and collators.
 
-Names are imported lazily: `world` and `text` are used by pre-training worker processes that
-should not pay for importing `datasets`.
+Only file formats live here: whatever writes those files (the synthetic world, a download script)
+is somewhere else, so real COCO and the embedded demo take the same path from the files on.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "Scene": "world",
-    "SceneObject": "world",
-    "sample_scene": "world",
-    "render": "world",
-    "VQAItem": "text",
-    "pretrain_texts": "text",
-    "coco_captions": "text",
-    "vqa_items": "text",
-    "vocabulary_words": "text",
-    "tokenize": "text",
-    "WorldSpec": "writer",
-    "WorldPaths": "writer",
-    "ensure_world": "writer",
-    "load_karpathy_captions": "coco",
-    "load_pretrain_corpus": "coco",
-    "load_scenes": "coco",
-    "load_vqa": "vqa",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,5 +1,5 @@
-"""Loaders for image-text files in their official formats: COCO Karpathy captions, the LLaVA
-pre-training corpus, and the synthetic world's scene file.
+"""Loaders for image-text files in their official formats: COCO Karpathy captions and the LLaVA
+pre-training corpus.
 
 They read only what the official formats hold, so real COCO files take the same path as the
 synthetic world. Images are stored as paths and decoded lazily by `datasets.Image()`.
@@ -13,7 +13,6 @@ from typing import Any
 
 import datasets
 
-from ptpeft_cli.data.world import Scene
 from ptpeft_cli.errors import UserError
 
 # Karpathy's "restval" images are conventionally trained on together with "train".
@@ -130,15 +129,3 @@ def load_pretrain_corpus(
             "response": datasets.Value("string"),
         },
     )
-
-
-def load_scenes(scenes_json: Path) -> dict[int, Scene]:
-    """Ground-truth scenes by image id, for scene-grounded metrics."""
-    scenes_json = Path(scenes_json)
-    raw = read_json(scenes_json, "scenes")
-    if not isinstance(raw, dict):
-        raise UserError(f"{scenes_json}: expected a JSON object mapping image ids to scenes")
-    try:
-        return {int(image_id): Scene.from_dict(scene) for image_id, scene in raw.items()}
-    except (KeyError, TypeError, ValueError) as error:
-        raise UserError(f"{scenes_json}: malformed scene ({error!r})") from error

@@ -47,7 +47,7 @@ def _require(path: str | None, what: str, split: str | None = None) -> Path:
 
 
 def _synthetic_paths(dataset_cfg: Any) -> Any:
-    from ptpeft_cli.data.writer import WorldSpec, ensure_world
+    from ptpeft_cli.synthetic.writer import WorldSpec, ensure_world
 
     spec = WorldSpec(seed=dataset_cfg.seed, image_size=dataset_cfg.image_size,
                      n_pretrain=dataset_cfg.n_pretrain, n_train=dataset_cfg.n_train,
@@ -117,7 +117,7 @@ def load_task_data(task_cfg: Any) -> TaskData:
         evaluation = evaluation.map(lambda b: {"example_id": b["question_id"]}, batched=True)
     scenes = None
     if dataset_cfg.kind == "synthetic":
-        from ptpeft_cli.data.coco import load_scenes
+        from ptpeft_cli.synthetic.scenes import load_scenes
 
         scenes = load_scenes(_synthetic_paths(dataset_cfg).scenes_json)
     return TaskData(task=task_cfg.name, train=train, eval=evaluation, annotation_files=files, scenes=scenes)

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from small_world_spec import SMALL_SPEC
 
-from ptpeft_cli.data.coco import load_karpathy_captions, load_pretrain_corpus, load_scenes
+from ptpeft_cli.data.coco import load_karpathy_captions, load_pretrain_corpus
 from ptpeft_cli.data.vqa import load_vqa
-from ptpeft_cli.data.world import Scene, sample_scene
-from ptpeft_cli.data.writer import WorldPaths
 from ptpeft_cli.errors import UserError
-
-from .conftest import SMALL_SPEC
+from ptpeft_cli.synthetic.scenes import load_scenes
+from ptpeft_cli.synthetic.world import Scene, sample_scene
+from ptpeft_cli.synthetic.writer import WorldPaths
 
 
 def _assert_rgb64(image: object) -> None:

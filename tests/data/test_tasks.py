@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from small_world_spec import SMALL_SPEC
 
 from ptpeft_cli.config import TaskConfig
 from ptpeft_cli.data.tasks import eval_references, load_task_data
-from ptpeft_cli.data.writer import WorldPaths
 from ptpeft_cli.errors import UserError
-
-from .conftest import SMALL_SPEC
+from ptpeft_cli.synthetic.writer import WorldPaths
 
 
 def _task(name: str, root: Path, **dataset: object) -> object:

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from ptpeft_cli.data import text
-from ptpeft_cli.data.world import render, sample_scene
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.tiny import corpus
-from ptpeft_cli.models.tiny.build import (
+from ptpeft_cli.models.tiny_llava import IGNORE_INDEX, TinyLlavaFamily
+from ptpeft_cli.synthetic import text
+from ptpeft_cli.synthetic.pretraining import corpus
+from ptpeft_cli.synthetic.pretraining.build import (
     NUM_IMAGE_TOKENS,
     TinyShape,
     build_model,
     build_processor,
 )
-from ptpeft_cli.models.tiny_llava import IGNORE_INDEX, TinyLlavaFamily
+from ptpeft_cli.synthetic.world import render, sample_scene
 
 SMALL = TinyShape(vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
                   text_hidden=32, text_layers=2, text_heads=2, text_intermediate=64)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ptpeft_cli.data.vocabulary import SIZE_SYNONYMS, SIZES, canonical_colour, canonical_shape
+from ptpeft_cli.synthetic.vocabulary import SIZE_SYNONYMS, SIZES, canonical_colour, canonical_shape
 
 _WORD = re.compile(r"[a-z]+")
 _SIZE_WORDS = frozenset(SIZES) | frozenset(SIZE_SYNONYMS)

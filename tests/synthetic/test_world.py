@@ -8,8 +8,8 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from ptpeft_cli.data import vocabulary
-from ptpeft_cli.data.world import (
+from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.world import (
     BACKGROUND_RGB,
     DIAMETER_RANGE,
     GAP_PX,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ptpeft_cli.data import vocabulary
+from ptpeft_cli.synthetic import vocabulary
 
 BACKGROUNDS: tuple[str, ...] = ("plain", "noisy")
 # Diameter ranges in pixels at the reference 64x64 size; scaled with the image size.

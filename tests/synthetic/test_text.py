@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ptpeft_cli.data import vocabulary
-from ptpeft_cli.data.text import (
+from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.text import (
     ANSWER_TYPES,
     CAPTION_INSTRUCTION,
     coco_captions,
@@ -18,7 +18,7 @@ from ptpeft_cli.data.text import (
     vocabulary_words,
     vqa_items,
 )
-from ptpeft_cli.data.world import Scene, sample_scene
+from ptpeft_cli.synthetic.world import Scene, sample_scene
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,13 @@
-"""A small synthetic world written once per test session (it is deterministic and read-only)."""
+"""Session fixtures shared across test packages: a small synthetic world written once (deterministic, read-only)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from small_world_spec import SMALL_SPEC
 
-from ptpeft_cli.data.writer import WorldPaths, WorldSpec, ensure_world
-
-SMALL_SPEC = WorldSpec(seed=3, n_pretrain=50, n_train=20, n_val=5, n_test=5)
+from ptpeft_cli.synthetic.writer import WorldPaths, ensure_world
 
 
 @pytest.fixture(scope="session")

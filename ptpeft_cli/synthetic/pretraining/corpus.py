@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from ptpeft_cli.data.text import pretrain_texts
-from ptpeft_cli.data.world import Scene, render, sample_scene
-from ptpeft_cli.models.tiny.build import IMAGE, NUM_IMAGE_TOKENS
+from ptpeft_cli.synthetic.pretraining.build import IMAGE, NUM_IMAGE_TOKENS
+from ptpeft_cli.synthetic.text import pretrain_texts
+from ptpeft_cli.synthetic.world import Scene, render, sample_scene
 
 CAPTION_INSTRUCTION = "caption"
 IGNORE_INDEX = -100

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from small_world_spec import SMALL_SPEC
 
-from ptpeft_cli.data import writer
-from ptpeft_cli.data.text import ANSWER_TYPES
-from ptpeft_cli.data.writer import DOWNSTREAM_SPLITS, WorldPaths, WorldSpec, ensure_world
 from ptpeft_cli.errors import UserError
-
-from .conftest import SMALL_SPEC
+from ptpeft_cli.synthetic import writer
+from ptpeft_cli.synthetic.text import ANSWER_TYPES
+from ptpeft_cli.synthetic.writer import DOWNSTREAM_SPLITS, WorldPaths, WorldSpec, ensure_world
 
 
 def _digest(root: Path) -> dict[str, str]:

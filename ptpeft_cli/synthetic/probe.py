@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ptpeft_cli.data.text import vqa_items
-from ptpeft_cli.data.world import Scene, render
-from ptpeft_cli.evaluation.grounding import object_precision_recall
 from ptpeft_cli.evaluation.vqa_accuracy import vqa_scores
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
+from ptpeft_cli.synthetic.grounding import object_precision_recall
+from ptpeft_cli.synthetic.text import vqa_items
+from ptpeft_cli.synthetic.world import Scene, render
 
 # Hard floor for a shipped checkpoint (see the task brief): object precision, VQA accuracy.
 FLOOR = {"object_precision": 0.80, "vqa_accuracy": 60.0}
@@ -55,7 +55,7 @@ def question_kind(question_type: str, answer_type: str) -> str:
 def synthetic_probe_set(n_images: int, seed: int, first_id: int = 10_000_000) -> ProbeSet:
     """Held-out scenes generated in memory (a seed disjoint from pre-training), in the official
     VQAv2 annotation layout so the official scorer reads them unchanged."""
-    from ptpeft_cli.models.tiny.corpus import sample_scenes
+    from ptpeft_cli.synthetic.pretraining.corpus import sample_scenes
 
     rng = np.random.default_rng([seed, 7])
     scenes = sample_scenes(n_images, seed + 7919, first_id)

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from ptpeft_cli.commands.pretrain import run_pretrain
-from ptpeft_cli.data.writer import WorldSpec
-from ptpeft_cli.evaluation.zero_shot import question_kind
-from ptpeft_cli.models.tiny.build import TinyShape
-from ptpeft_cli.models.tiny.pretrain import PretrainRecipe, StageBudget
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
+from ptpeft_cli.synthetic.pretraining.build import TinyShape
+from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe, StageBudget
+from ptpeft_cli.synthetic.probe import question_kind
+from ptpeft_cli.synthetic.writer import WorldSpec
 
 TINY = PretrainRecipe(
     seed=1,
@@ -62,7 +62,7 @@ def test_checkpoint_loads_through_the_family_and_generates(built: tuple) -> None
     loaded = family.load(SimpleNamespace(name_or_path=str(out), dtype="auto", max_length=64))
     import numpy as np
 
-    from ptpeft_cli.data.world import render, sample_scene
+    from ptpeft_cli.synthetic.world import render, sample_scene
 
     scene = sample_scene(np.random.default_rng(0), 0)
     batch = family.encode(loaded, [render(scene)], [family.prompt("captioning")])
@@ -75,7 +75,7 @@ def test_pretraining_is_deterministic_from_the_seed(built: tuple) -> None:
     """A second build from the same recipe reproduces the shipped weights bit for bit."""
     from transformers import LlavaForConditionalGeneration
 
-    from ptpeft_cli.models.tiny.pretrain import pretrain
+    from ptpeft_cli.synthetic.pretraining.pretrain import pretrain
 
     out, _ = built
     saved = LlavaForConditionalGeneration.from_pretrained(str(out)).state_dict()

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptpeft_cli.data import vocabulary
-from ptpeft_cli.data.world import BACKGROUND_RGB, Scene
+from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.world import BACKGROUND_RGB, Scene
 
 FOREGROUND_DISTANCE = 40.0  # RGB distance from the background colour (noise std is 8)
 MIN_OBJECT_PIXELS = 6  # of a patch's pixels, for the patch to be labelled with that object

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ptpeft_cli.data.text import coco_captions, pretrain_texts, tokenize, vqa_items
-from ptpeft_cli.data.world import render, sample_scene
 from ptpeft_cli.errors import UserError
+from ptpeft_cli.synthetic.text import coco_captions, pretrain_texts, tokenize, vqa_items
+from ptpeft_cli.synthetic.world import render, sample_scene
 
 # Bump when the bytes written for the same spec change (templates, rendering, layout).
 FORMAT_VERSION = 1

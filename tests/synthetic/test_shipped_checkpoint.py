@@ -9,10 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from ptpeft_cli.cli import CONF_DIR
-from ptpeft_cli.evaluation.zero_shot import KIND_CHANCE, run_probe, synthetic_probe_set
 from ptpeft_cli.models import get_family
-from ptpeft_cli.models.tiny.pretrain import PretrainRecipe
 from ptpeft_cli.models.tiny_llava import shipped_checkpoint_dir
+from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe
+from ptpeft_cli.synthetic.probe import KIND_CHANCE, run_probe, synthetic_probe_set
 
 
 @pytest.fixture(scope="module")

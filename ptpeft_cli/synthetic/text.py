@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ptpeft_cli.data import vocabulary
-from ptpeft_cli.data.world import Scene, SceneObject
+from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.world import Scene, SceneObject
 
 # Characters split off (and dropped) when counting words; the tokenizer keeps them as tokens.
 PUNCTUATION = ".,?:'"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ptpeft_cli.evaluation.grounding import caption_mentions, object_precision_recall
+from ptpeft_cli.synthetic.grounding import caption_mentions, object_precision_recall
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def test_nothing_named_gives_zero_not_nan() -> None:
 
 
 def test_real_world_scene_objects() -> None:
-    world = pytest.importorskip("ptpeft_cli.data.world")
+    world = pytest.importorskip("ptpeft_cli.synthetic.world")
     scene = world.Scene(
         image_id=5,
         objects=(world.SceneObject(shape="square", colour="purple", size="small", x=0.2, y=0.5),),

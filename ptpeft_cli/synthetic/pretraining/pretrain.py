@@ -30,17 +30,17 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from ptpeft_cli.data.text import vocabulary_words
-from ptpeft_cli.models.tiny import corpus
-from ptpeft_cli.models.tiny.build import (
+from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
+from ptpeft_cli.synthetic.pretraining import corpus
+from ptpeft_cli.synthetic.pretraining.build import (
     TinyShape,
     build_model,
     build_processor,
     clip_text_config,
     vision_config,
 )
-from ptpeft_cli.models.tiny.dense import PatchHeads, patch_labels
-from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
+from ptpeft_cli.synthetic.pretraining.dense import PatchHeads, patch_labels
+from ptpeft_cli.synthetic.text import vocabulary_words
 
 
 @dataclass(frozen=True)
