@@ -27,7 +27,12 @@ def encode_fn(loaded: LoadedModel) -> Callable:
 
 
 def prompt_fn(loaded: LoadedModel, task: str) -> Callable[[str | None], str]:
-    return lambda question: loaded.family.prompt(task, question)
+    from ptpeft_cli.synthetic.text import (  # interim: tasks/ takes this over
+        CAPTION_PROMPT,
+        VQA_PROMPT,
+    )
+
+    return lambda question: loaded.family.prompt(CAPTION_PROMPT if question is None else VQA_PROMPT.format(question=question))
 
 
 def train_loader(loaded: LoadedModel, data: TaskData, cfg: DictConfig) -> DataLoader:

@@ -40,8 +40,10 @@ class ModelFamily(ABC):
         """Load model + processor from `model_cfg.name_or_path` (or build the embedded default)."""
 
     @abstractmethod
-    def prompt(self, task: str, question: str | None = None) -> str:
-        """Text placed before the target: the image placeholder and the task instruction."""
+    def prompt(self, instruction: str) -> str:
+        """Text placed before the target: the task's instruction (question included) wrapped in
+        the family's image placeholder and chat template. The Task owns the words, the family
+        owns the format, so neither needs to know the other's names."""
 
     @abstractmethod
     def encode(

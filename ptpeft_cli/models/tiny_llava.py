@@ -48,9 +48,8 @@ class TinyLlavaFamily(ModelFamily):
     name = "tiny_llava"
     default_lora_targets = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
     default_lora_mlp_targets = r".*language_model.*\.(gate_proj|up_proj|down_proj)"
-    # The same templates the pre-training uses, so zero-shot captioning/VQA works.
-    caption_template = "<image> caption:"
-    vqa_template = "<image> question: {question} answer:"
+    # Plain text around the task's instruction (the tiny model has no chat template).
+    prompt_template = "<image> {instruction}"
     # The tiny tokenizer adds no BOS itself; real Llama tokenizers do (set False there).
     prepend_bos = True
     # Separator between prompt and target when they are tokenised apart.
@@ -79,14 +78,8 @@ class TinyLlavaFamily(ModelFamily):
                            extras={"max_length": max_length, "path": str(path)})
 
     # --- text ----------------------------------------------------------------------------
-    def prompt(self, task: str, question: str | None = None) -> str:
-        if task == "captioning":
-            return self.caption_template
-        if task == "vqa":
-            if question is None:
-                raise ValueError("a VQA prompt needs a question")
-            return self.vqa_template.format(question=question)
-        raise UserError(f"unknown task {task!r}; known: captioning, vqa")
+    def prompt(self, instruction: str) -> str:
+        return self.prompt_template.format(instruction=instruction)
 
     def encode(
         self,

@@ -17,7 +17,7 @@ from ptpeft_cli.evaluation.vqa_accuracy import vqa_scores
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 from ptpeft_cli.synthetic.grounding import object_precision_recall
-from ptpeft_cli.synthetic.text import vqa_items
+from ptpeft_cli.synthetic.text import CAPTION_PROMPT, VQA_PROMPT, vqa_items
 from ptpeft_cli.synthetic.world import Scene, render
 
 # Hard floor for a shipped checkpoint (see the task brief): object precision, VQA accuracy.
@@ -95,11 +95,11 @@ def run_probe(family: TinyLlavaFamily, loaded: LoadedModel, probe_set: ProbeSet,
     """Zero-shot captioning grounding + VQA accuracy (overall, per answer type, per kind)."""
     ids = sorted(probe_set.scenes)
     captions = _generate(family, loaded, [probe_set.images[i] for i in ids],
-                         [family.prompt("captioning")] * len(ids), batch_size, 24)
+                         [family.prompt(CAPTION_PROMPT)] * len(ids), batch_size, 24)
     grounding = object_precision_recall(dict(zip(ids, captions, strict=True)), probe_set.scenes)
 
     answers = _generate(family, loaded, [probe_set.images[q["image_id"]] for q in probe_set.questions],
-                        [family.prompt("vqa", q["question"]) for q in probe_set.questions],
+                        [family.prompt(VQA_PROMPT.format(question=q["question"])) for q in probe_set.questions],
                         batch_size, 4)
     predictions = {q["question_id"]: a for q, a in zip(probe_set.questions, answers, strict=True)}
     scores = vqa_scores(predictions, probe_set.annotations, probe_set.questions)

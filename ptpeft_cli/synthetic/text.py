@@ -22,6 +22,10 @@ from ptpeft_cli.synthetic.world import Scene, SceneObject
 PUNCTUATION = ".,?:'"
 _SPLIT = re.compile(r"[\s.,?:']+")
 CAPTION_INSTRUCTION = "caption"
+# The instruction texts the tiny LMM is pre-trained with; conf/task/{captioning,vqa}.yaml default
+# to the same strings, so the shipped model works zero-shot (a test keeps them equal).
+CAPTION_PROMPT = "caption:"
+VQA_PROMPT = "question: {question} answer:"
 DIGITS: tuple[str, ...] = tuple(str(n) for n in vocabulary.NUMBER_WORDS)
 _COLOUR_NAMES: tuple[str, ...] = tuple(vocabulary.COLOURS)
 Rng = np.random.Generator

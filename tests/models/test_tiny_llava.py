@@ -21,6 +21,7 @@ from ptpeft_cli.synthetic.pretraining.build import (
     build_model,
     build_processor,
 )
+from ptpeft_cli.synthetic.text import CAPTION_PROMPT, VQA_PROMPT
 from ptpeft_cli.synthetic.world import render, sample_scene
 
 SMALL = TinyShape(vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64,
@@ -71,7 +72,7 @@ def test_processor_expands_image_token(loaded: LoadedModel, scenes: list) -> Non
 def test_encode_masks_prompt_image_and_padding(loaded: LoadedModel, scenes: list) -> None:
     family = loaded.family
     images = [render(s) for s in scenes[:2]]
-    prompts = [family.prompt("captioning"), family.prompt("vqa", "how many objects are there?")]
+    prompts = [family.prompt(CAPTION_PROMPT), family.prompt(VQA_PROMPT.format(question="how many objects are there?"))]
     targets = ["a red circle and a blue square.", "2"]
     batch = family.encode(loaded, images, prompts, targets)
     tokenizer = loaded.processor.tokenizer
@@ -93,7 +94,7 @@ def test_generation_batch_is_left_padded_and_generate_returns_strings(
     loaded: LoadedModel, scenes: list
 ) -> None:
     family = loaded.family
-    prompts = [family.prompt("captioning"), family.prompt("vqa", "what color is the circle?")]
+    prompts = [family.prompt(CAPTION_PROMPT), family.prompt(VQA_PROMPT.format(question="what color is the circle?"))]
     batch = family.encode(loaded, [render(s) for s in scenes[:2]], prompts)
     assert "labels" not in batch
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][:, -1].all()
@@ -107,8 +108,7 @@ def test_pretraining_ids_match_family_encode(loaded: LoadedModel) -> None:
     family = loaded.family
     tokenizer = loaded.processor.tokenizer
     data = corpus.generate_corpus(n_scenes=3, seed=0, draws=1, workers=1)
-    pairs = corpus.build_pairs(data.records, tokenizer, family.caption_template,
-                               family.vqa_template)
+    pairs = corpus.build_pairs(data.records, tokenizer, family)
     assert len(pairs) == len(data.records) and any(p.is_caption for p in pairs)
     pixels = corpus.normalise(data.images, loaded.processor.image_processor.image_mean,
                               loaded.processor.image_processor.image_std)
@@ -116,7 +116,7 @@ def test_pretraining_ids_match_family_encode(loaded: LoadedModel) -> None:
         teacher = corpus.collate([pair], pixels, tokenizer.pad_token_id)
         via_family = family.encode(
             loaded, [render(data.scenes[scene_index])],
-            [corpus.prompt_text(family.caption_template, family.vqa_template, instruction)],
+            [corpus.prompt_text(family, instruction)],
             [response])
         assert teacher["input_ids"].tolist() == via_family["input_ids"].tolist()
         assert teacher["labels"].tolist() == via_family["labels"].tolist()

@@ -14,6 +14,7 @@ from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
 from ptpeft_cli.synthetic.pretraining.build import TinyShape
 from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe, StageBudget
 from ptpeft_cli.synthetic.probe import question_kind
+from ptpeft_cli.synthetic.text import CAPTION_PROMPT
 from ptpeft_cli.synthetic.writer import WorldSpec
 
 TINY = PretrainRecipe(
@@ -65,7 +66,7 @@ def test_checkpoint_loads_through_the_family_and_generates(built: tuple) -> None
     from ptpeft_cli.synthetic.world import render, sample_scene
 
     scene = sample_scene(np.random.default_rng(0), 0)
-    batch = family.encode(loaded, [render(scene)], [family.prompt("captioning")])
+    batch = family.encode(loaded, [render(scene)], [family.prompt(CAPTION_PROMPT)])
     texts = family.generate(loaded, batch, max_new_tokens=4)
     assert len(texts) == 1 and isinstance(texts[0], str)
     assert loaded.model.config.text_config.hidden_size == 32

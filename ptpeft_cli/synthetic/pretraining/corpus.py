@@ -15,11 +15,16 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from ptpeft_cli.models.base import ModelFamily
 from ptpeft_cli.synthetic.pretraining.build import IMAGE, NUM_IMAGE_TOKENS
-from ptpeft_cli.synthetic.text import pretrain_texts
+from ptpeft_cli.synthetic.text import (
+    CAPTION_INSTRUCTION,
+    CAPTION_PROMPT,
+    VQA_PROMPT,
+    pretrain_texts,
+)
 from ptpeft_cli.synthetic.world import Scene, render, sample_scene
 
-CAPTION_INSTRUCTION = "caption"
 IGNORE_INDEX = -100
 
 
@@ -86,24 +91,23 @@ class Pair:
     is_caption: bool
 
 
-def prompt_text(family_caption: str, family_vqa: str, instruction: str) -> str:
-    """Map a corpus instruction to the family's prompt template (same as zero-shot use)."""
+def prompt_text(family: ModelFamily, instruction: str) -> str:
+    """Map a corpus instruction to the prompt a downstream task sends (same as zero-shot use)."""
     if instruction == CAPTION_INSTRUCTION:
-        return family_caption
-    return family_vqa.format(question=instruction)
+        return family.prompt(CAPTION_PROMPT)
+    return family.prompt(VQA_PROMPT.format(question=instruction))
 
 
 def build_pairs(
     records: Sequence[tuple[int, str, str]],
     tokenizer: PreTrainedTokenizerFast,
-    caption_template: str,
-    vqa_template: str,
+    family: ModelFamily,
 ) -> list[Pair]:
     """Tokenise (scene index, instruction, response) records. Ids match
     `TinyLlavaFamily.encode` exactly: BOS, the prompt with `<image>` expanded, " target", EOS."""
     expanded = [
         tokenizer.bos_token
-        + prompt_text(caption_template, vqa_template, r[1]).replace(IMAGE, IMAGE * NUM_IMAGE_TOKENS)
+        + prompt_text(family, r[1]).replace(IMAGE, IMAGE * NUM_IMAGE_TOKENS)
         for r in records
     ]
     prompt_ids = tokenizer(expanded, add_special_tokens=False)["input_ids"]

@@ -293,8 +293,7 @@ def pretrain(
     data = corpus.generate_corpus(recipe.n_scenes, recipe.seed, recipe.text_draws, workers)
     pixels = corpus.normalise(data.images, processor.image_processor.image_mean,
                               processor.image_processor.image_std).to(device)  # resident
-    pairs = corpus.build_pairs(data.records, tokenizer, family.caption_template,
-                               family.vqa_template)
+    pairs = corpus.build_pairs(data.records, tokenizer, family)
     sampler = _Sampler(pairs, recipe.caption_fraction, recipe.seed + 1)
     # The data "stage": steps = number of tokenised (image, prompt, target) pairs.
     reports = [StageReport("data", len(pairs), 0, round(time.perf_counter() - start, 2), None, 0.0)]
