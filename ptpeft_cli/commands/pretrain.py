@@ -19,8 +19,9 @@ import transformers
 
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
-from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe, pick_device, pretrain
+from ptpeft_cli.synthetic.pretraining.pretrain import PretrainRecipe, pretrain
 from ptpeft_cli.synthetic.probe import ProbeSet, meets_floor, run_probe
+from ptpeft_cli.training.hardware import resolve_hardware
 
 
 def world_probe_set(world_root: Path, world_spec: Any = None, split: str = "test") -> ProbeSet:
@@ -86,7 +87,7 @@ def run_pretrain(
                         "total": round(time.perf_counter() - started, 2)},
         "stages": [asdict(r) for r in reports],
         "n_parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(pick_device(recipe.device)),
+        "device": str(resolve_hardware(recipe.device, "auto").device),
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor(),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "python": platform.python_version()},
