@@ -55,7 +55,30 @@ class ModelFamily(ABC):
     ) -> dict[str, torch.Tensor]:
         """Tokenise a batch. With targets: teacher-forcing inputs whose `labels` are -100 on
         prompt, image and padding positions. Without: left-padded prompts for generation.
-        Always returns `input_ids`, `attention_mask`, `pixel_values` (+ `labels` with targets)."""
+        Always returns `input_ids`, `attention_mask`, `pixel_values` (+ `labels` with targets).
+
+        A family that implements `image_inputs` also accepts `image_inputs=` (that method's
+        output for the batch's images, stacked) and then ignores `images`: the pixels were
+        processed once and cached. It is only ever passed to families that implement it."""
+
+    # --- optional: cached image processing ----------------------------------------------------
+    def image_inputs(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor] | None:
+        """Per-image processed tensors (e.g. `pixel_values`), each with one leading row per image,
+        that `encode(..., image_inputs=...)` accepts in place of PIL images. Images are then
+        decoded and processed once per run set (cached by `datasets.map`) instead of once per
+        batch. The default None means: no caching, `encode` gets PIL images as before."""
+        return None
+
+    def image_inputs_fingerprint(self, loaded: LoadedModel) -> dict[str, Any]:
+        """Everything that determines `image_inputs` besides the image bytes: the cache key, so
+        another family, image size or normalisation re-processes instead of reusing stale pixels.
+        The default covers a transformers image processor (its class and full config)."""
+        import transformers
+
+        processor = getattr(loaded.processor, "image_processor", loaded.processor)
+        to_dict = getattr(processor, "to_dict", None)
+        return {"family": self.name, "class": f"{type(processor).__module__}.{type(processor).__qualname__}",
+                "config": to_dict() if to_dict else repr(processor), "transformers": transformers.__version__}
 
     @abstractmethod
     def decode(self, loaded: LoadedModel, token_ids: torch.Tensor) -> list[str]:

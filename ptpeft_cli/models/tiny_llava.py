@@ -81,36 +81,45 @@ class TinyLlavaFamily(ModelFamily):
     def prompt(self, instruction: str) -> str:
         return self.prompt_template.format(instruction=instruction)
 
+    def image_inputs(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor]:
+        return self.process_images(loaded, images)
+
+    def process_images(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor]:
+        """`pixel_values` (one row per image) exactly as `processor(images=...)` makes them."""
+        return {"pixel_values": loaded.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]}
+
     def encode(
         self,
         loaded: LoadedModel,
-        images: list[Any],
+        images: list[Any] | None,
         prompts: list[str],
         targets: list[str] | None = None,
+        image_inputs: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Prompt and target are tokenised apart (LLaVA-training style) so the label mask is
-        exact; the processor expands each `<image>` into its patch placeholders."""
+        exact; the processor expands each `<image>` into its patch placeholders. With cached
+        `image_inputs` the processor's own placeholder expansion runs on them, so ids match."""
         processor = loaded.processor
         tokenizer = processor.tokenizer
         texts = [(tokenizer.bos_token if self.prepend_bos else "") + p for p in prompts]
-        tokenizer.padding_side = "right"
-        batch = processor(images=images, text=texts, padding=True, return_tensors="pt")
-        prompt_ids = [row[mask.bool()].tolist()
-                      for row, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+        if image_inputs is None:
+            image_inputs = self.process_images(loaded, images)
+        replacements = [processor.replace_image_token(image_inputs, i) for i in range(len(texts))]
+        texts, _ = processor.get_text_with_replacements(texts, replacements)
+        prompt_ids = tokenizer(texts)["input_ids"]
         pad_id = tokenizer.pad_token_id
-        out: dict[str, torch.Tensor] = {"pixel_values": batch["pixel_values"]}
+        out: dict[str, torch.Tensor] = {"pixel_values": image_inputs["pixel_values"]}
         if targets is None:
             out["input_ids"] = pad_sequences(prompt_ids, pad_id, left=True)
             out["attention_mask"] = pad_sequences([[1] * len(s) for s in prompt_ids], 0, left=True)
             return out
         max_length = int(loaded.extras.get("max_length", 64))
+        target_ids = tokenizer([self.target_separator + t for t in targets], add_special_tokens=False)["input_ids"]
         sequences, labels = [], []
-        for ids, target in zip(prompt_ids, targets, strict=True):
-            target_ids = tokenizer(self.target_separator + target, add_special_tokens=False)[
-                "input_ids"
-            ][: max(1, max_length - 1)] + [tokenizer.eos_token_id]
-            sequences.append(ids + target_ids)
-            labels.append([IGNORE_INDEX] * len(ids) + target_ids)
+        for ids, tokens in zip(prompt_ids, target_ids, strict=True):
+            tokens = tokens[: max(1, max_length - 1)] + [tokenizer.eos_token_id]
+            sequences.append(ids + tokens)
+            labels.append([IGNORE_INDEX] * len(ids) + tokens)
         out["input_ids"] = pad_sequences(sequences, pad_id, left=False)
         out["attention_mask"] = pad_sequences([[1] * len(s) for s in sequences], 0, left=False)
         out["labels"] = pad_sequences(labels, IGNORE_INDEX, left=False)
@@ -120,7 +129,7 @@ class TinyLlavaFamily(ModelFamily):
         texts = loaded.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         loaded: LoadedModel,
