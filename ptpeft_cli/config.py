@@ -142,6 +142,9 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    # Decode and process each image once and cache the tensors (datasets.map, keyed by the image
+    # files and the processor's config) instead of once per batch; identical inputs either way.
+    cache_images: bool = True
 
 
 @dataclass

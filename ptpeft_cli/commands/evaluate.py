@@ -12,7 +12,7 @@ from ptpeft_cli import rundir
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.models import get_family
 from ptpeft_cli.tasks import get_task
-from ptpeft_cli.training.batches import evaluate_on_task
+from ptpeft_cli.training.batches import evaluate_on_task, with_cached_images
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 
 
@@ -26,6 +26,8 @@ def eval_command(cfg: DictConfig) -> None:
     get_method(run_cfg.method.name).load(loaded, run_cfg.method, run_dir / rundir.WEIGHTS_DIR)
     loaded.model.to(hardware.device)
     data = task.load()
+    if run_cfg.trainer.get("cache_images", True):
+        data = with_cached_images(loaded, data)
     _, metrics = evaluate_on_task(loaded, task, data, run_cfg, hardware)
     recorded = rundir.read_metrics(run_dir)
     print(f"{'metric':<40} {'recomputed':>12} {'recorded':>12}")

@@ -28,7 +28,12 @@ from ptpeft_cli.tables import key_value_table
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import stage_cache
-from ptpeft_cli.training.batches import predict_task, teacher_forced_eval_batches, train_loader
+from ptpeft_cli.training.batches import (
+    predict_task,
+    teacher_forced_eval_batches,
+    train_loader,
+    with_cached_images,
+)
 from ptpeft_cli.training.hardware import Hardware, resolve_hardware, seed_everything
 from ptpeft_cli.training.loop import StageResult, run_stage
 from ptpeft_cli.training.run_logger import RunLogger
@@ -76,6 +81,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         data = task.load()
     loaded = family.load(cfg.model)
     loaded.model.to(hardware.device)
+    if cfg.trainer.cache_images:
+        with watch.section("data_s"):
+            data = with_cached_images(loaded, data)
     rundir.write_config(run_dir, cfg)
     logger = RunLogger(run_dir, cfg, run_name=run_dir.name)
     try:
@@ -127,7 +135,7 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
                  hardware: Hardware, logger: RunLogger, watch: Stopwatch) -> list[StageResult]:
     """Run the method's stages in order; a cached stage (PT-PEFT stage 1) is loaded, not retrained."""
     plans = method.stages(cfg.method, cfg.trainer.max_steps)
-    loader = train_loader(loaded, task, data, cfg.trainer)
+    loader = train_loader(loaded, task, data, cfg.trainer, pin_memory=hardware.device.type == "cuda")
     results: list[StageResult] = []
     global_step = 0
     for index, plan in enumerate(plans):

@@ -36,6 +36,13 @@ class DataSource:
         """Metrics that need ground truth beyond reference captions; real data has none."""
         return {}
 
+    def cache_dir(self) -> Path:
+        """Where derived data (processed images) is cached: datasets' own cache by default,
+        since real image folders are often read-only."""
+        import datasets
+
+        return Path(datasets.config.HF_DATASETS_CACHE) / "ptpeft"
+
 
 def require_path(cfg: Any, key: str, split: str | None = None) -> Path:
     """A configured file or directory that must exist; `{split}` in it is filled with the split."""

@@ -34,6 +34,10 @@ class SyntheticWorld(DataSource):
         return load_vqa(paths.vqa_questions(split), paths.vqa_annotations(split), paths.root,
                         paths.image_pattern(split), limit=limit)
 
+    def cache_dir(self) -> Path:
+        """Inside the world's own directory: it goes when the world goes."""
+        return self.paths.root / ".cache"
+
     @functools.cached_property
     def _scenes(self) -> dict[int, Any]:
         from ptpeft_cli.synthetic.scenes import load_scenes

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import datasets
 
+from ptpeft_cli.data.image_cache import ImageStore
 from ptpeft_cli.data.sources import DataSource
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.tasks.sources import get_source
@@ -28,6 +29,9 @@ class TaskData:
     eval: datasets.Dataset  # example_id, image, question, target (teacher forcing) + references
     source: DataSource
     eval_split: str
+    # Set when the rows carry `image_index` into processed images instead of the images
+    # (training/batches.py `with_cached_images`); None: collators decode `image` per batch.
+    images: ImageStore | None = None
 
 
 class Task(ABC):

@@ -3,6 +3,7 @@ tokenised by the family's `encode`; and evaluation of a loaded model on a task's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ptpeft_cli.data.collate import EncodeFn, GenerationCollator, TeacherForcingCollator
+from ptpeft_cli.data.image_cache import build_image_store, image_paths, with_image_index
 from ptpeft_cli.evaluation.generation import predict
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
@@ -20,21 +22,48 @@ def prompt_fn(loaded: LoadedModel, task: Task) -> Callable[[str | None], str]:
 
 
 def encode_fn(loaded: LoadedModel) -> EncodeFn:
-    return lambda images, prompts, targets: loaded.family.encode(loaded, images, prompts, targets)
+    """`image_inputs` reaches `family.encode` only when cached, i.e. only for families that
+    implement `image_inputs`; the others keep their four-argument `encode`."""
+    def encode(images: list[Any] | None, prompts: list[str], targets: list[str] | None,
+               image_inputs: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        if image_inputs is None:
+            return loaded.family.encode(loaded, images, prompts, targets)
+        return loaded.family.encode(loaded, images, prompts, targets, image_inputs=image_inputs)
+
+    return encode
 
 
-def train_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any) -> DataLoader:
-    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly."""
+def with_cached_images(loaded: LoadedModel, data: TaskData) -> TaskData:
+    """The task's rows pointing at images processed once by the family (`image_inputs`) and
+    cached on disk (data/image_cache.py). Unchanged when the family does not cache or the
+    images have no files."""
+    train_paths, eval_paths = image_paths(data.train), image_paths(data.eval)
+    if data.images is not None or train_paths is None or eval_paths is None:
+        return data
+    family = loaded.family
+    store = build_image_store(train_paths + eval_paths, lambda images: family.image_inputs(loaded, images),
+                              family.image_inputs_fingerprint(loaded), data.source.cache_dir())
+    if store is None:
+        return data
+    return dataclasses.replace(data, train=with_image_index(data.train, store),
+                               eval=with_image_index(data.eval, store), images=store)
+
+
+def train_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any, pin_memory: bool = False
+                 ) -> DataLoader:
+    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly.
+    `pin_memory` for CUDA (asynchronous copies with `non_blocking`)."""
     generator = torch.Generator().manual_seed(int(trainer.seed))
     return DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, drop_last=True,
-                      generator=generator, num_workers=trainer.num_workers,
-                      collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task)))
+                      generator=generator, num_workers=trainer.num_workers, pin_memory=pin_memory,
+                      collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task), data.images))
 
 
-def eval_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any) -> DataLoader:
+def eval_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any, pin_memory: bool = False
+                ) -> DataLoader:
     return DataLoader(data.eval, batch_size=trainer.eval_batch_size, shuffle=False,
-                      num_workers=trainer.num_workers,
-                      collate_fn=GenerationCollator(encode_fn(loaded), prompt_fn(loaded, task)))
+                      num_workers=trainer.num_workers, pin_memory=pin_memory,
+                      collate_fn=GenerationCollator(encode_fn(loaded), prompt_fn(loaded, task), data.images))
 
 
 def teacher_forced_eval_batches(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any,
@@ -42,14 +71,14 @@ def teacher_forced_eval_batches(loaded: LoadedModel, task: Task, data: TaskData,
     """The eval split with its teacher-forcing targets, built once so that the base and the tuned
     model of the representation analysis see identical rows."""
     loader = DataLoader(data.eval, batch_size=trainer.eval_batch_size, shuffle=False,
-                        collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task)))
+                        collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task), data.images))
     return [{k: v.to(device) for k, v in batch.items()} for batch in loader]
 
 
 def predict_task(loaded: LoadedModel, task: Task, data: TaskData, cfg: Any, hardware: Any) -> dict[int, str]:
     """example_id -> generated text on the task's eval split, with the run's generation options."""
-    return predict(loaded, eval_loader(loaded, task, data, cfg.trainer), cfg.task.max_new_tokens, cfg.task.num_beams,
-                   hardware.device, hardware.autocast)
+    loader = eval_loader(loaded, task, data, cfg.trainer, pin_memory=hardware.device.type == "cuda")
+    return predict(loaded, loader, cfg.task.max_new_tokens, cfg.task.num_beams, hardware.device, hardware.autocast)
 
 
 def evaluate_on_task(loaded: LoadedModel, task: Task, data: TaskData, cfg: Any,
