@@ -58,16 +58,18 @@ LossFn = Callable[[Any], torch.Tensor]
 
 def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.optim.Optimizer,
                lr_scheduler: object, hardware: Hardware, max_grad_norm: float,
-               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None) -> float:
-    """One optimizer step over `micro_batches` (gradient accumulation). Returns the mean loss.
+               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None) -> torch.Tensor:
+    """One optimizer step over `micro_batches` (gradient accumulation). Returns each micro-batch's
+    share of the mean loss, detached and still on the device: reading it (`float`) would wait for
+    the device every step, so the loop reads losses only when it logs.
     Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`."""
     optimizer.zero_grad(set_to_none=True)
-    total = 0.0
+    parts = []
     for micro in micro_batches:
         with hardware.autocast():
             loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) / len(micro_batches)
         (scaler.scale(loss) if scaler else loss).backward()
-        total += float(loss.detach())
+        parts.append(loss.detach())
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
@@ -78,6 +80,15 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
     else:
         optimizer.step()
     lr_scheduler.step()
+    return torch.stack(parts)
+
+
+def step_loss(parts: list[float]) -> float:
+    """A step's loss from its micro-batch shares, summed in Python floats in order (the value
+    the loop has always logged)."""
+    total = 0.0
+    for part in parts:
+        total += part
     return total
 
 
@@ -111,15 +122,16 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
     batches = cycle(loader)
     count = batch_size or (lambda batch: int(batch["input_ids"].shape[0]))
     start, samples, loss = time.perf_counter(), 0, float("nan")
-    window: list[float] = []
+    window: list[torch.Tensor] = []  # per step, its micro-batch losses on the device
     for step in tqdm(range(1, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
                      mininterval=2):
         micro = [next(batches) for _ in range(grad_accum)]
-        loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn)
+        window.append(train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn))
         samples += sum(count(m) for m in micro)
-        window.append(loss)
         if step % log_every == 0 or step == max_steps:
-            log({"stage": name, "step_in_stage": step, "train/loss": sum(window) / len(window),
+            losses = [step_loss(parts) for parts in torch.stack(window).tolist()]  # the one sync
+            loss = losses[-1]
+            log({"stage": name, "step_in_stage": step, "train/loss": sum(losses) / len(losses),
                  "train/lr": lr_scheduler.get_last_lr()[0],
                  "throughput/samples_per_s": samples / (time.perf_counter() - start)})
             window = []
