@@ -107,7 +107,7 @@ def _sampled(rows: list[Tensor], max_rows: int, seed: int) -> Tensor:
     return stacked[sample_rows(stacked.shape[0], max_rows, seed)]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def collect_features(
     model: nn.Module,
     layers: dict[str, nn.Module],

@@ -12,11 +12,13 @@ from tqdm.auto import tqdm
 GenerateFn = Callable[[dict[str, torch.Tensor]], list[str]]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_predictions(loader: DataLoader, generate: GenerateFn, device: torch.device,
                          autocast: Callable[[], Any]) -> dict[int, str]:
     """example_id -> generated text. `generate` is the family's (it knows how its model returns
-    new tokens and how to clean them)."""
+    new tokens and how to clean them). `inference_mode` rather than `no_grad`: no version
+    counters or autograd metadata for the KV cache; the prefix/adapter/LoRA hooks run inside it
+    (tests/methods/test_method_inference_mode.py)."""
     predictions: dict[int, str] = {}
     for batch in tqdm(loader, desc="generate", leave=False):
         ids = batch.pop("example_id")
