@@ -77,6 +77,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     seed_everything(cfg.trainer.seed)
     method, task, family = get_method(cfg.method.name), get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family)
     method.validate(cfg.method)
+    task.start_scorers()  # e.g. METEOR's JVM loads on the idle core while the data is prepared
     with watch.section("data_s"):
         data = task.load()
     loaded = family.load(cfg.model)
@@ -104,7 +105,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         with watch.section("eval_s"):
             predictions = predict_task(loaded, task, data, cfg, hardware)
-        metrics: dict[str, Any] = task.score(data, predictions)
+        with watch.section("score_s"):
+            metrics: dict[str, Any] = task.score(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
         if base_features is not None:
             from ptpeft_cli.analysis.runner import analyze_run, collect_run_features

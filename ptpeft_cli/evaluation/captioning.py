@@ -57,6 +57,11 @@ def _shared_meteor() -> Meteor:
     return Meteor()
 
 
+def start_meteor() -> None:
+    """Start the shared METEOR process now (it loads in the background; scoring waits for it)."""
+    _shared_meteor()
+
+
 def _meteor_score(gts: dict[int, list[str]], res: dict[int, list[str]]) -> float:
     scorer = _shared_meteor()
     try:

@@ -106,7 +106,11 @@ class TinyLlavaFamily(ModelFamily):
             image_inputs = self.process_images(loaded, images)
         replacements = [processor.replace_image_token(image_inputs, i) for i in range(len(texts))]
         texts, _ = processor.get_text_with_replacements(texts, replacements)
-        prompt_ids = tokenizer(texts)["input_ids"]
+        # Each distinct prompt once (a captioning batch has one): tokenising the expanded image
+        # placeholders was most of a batch's collation time.
+        distinct = list(dict.fromkeys(texts))
+        ids_of = dict(zip(distinct, tokenizer(distinct)["input_ids"], strict=True))
+        prompt_ids = [ids_of[text] for text in texts]
         pad_id = tokenizer.pad_token_id
         out: dict[str, torch.Tensor] = {"pixel_values": image_inputs["pixel_values"]}
         if targets is None:

@@ -92,6 +92,11 @@ class Task(ABC):
         """Batched map adding example_id, question and a teacher-forcing target (analysis)."""
 
     # --- judging ------------------------------------------------------------------------------
+    def start_scorers(self) -> None:
+        """Start slow scorer resources now, in the background, so they are ready when the run
+        scores (a run calls this first). Default: nothing to start."""
+        return None
+
     @abstractmethod
     def score(self, data: TaskData, predictions: dict[int, str]) -> dict[str, float]:
         """Flat `eval/*` metrics of predictions (example_id -> text) on the whole eval split."""

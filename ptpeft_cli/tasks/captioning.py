@@ -35,6 +35,14 @@ class CaptioningTask(Task):
         return {"example_id": batch["image_id"], "question": [None] * len(batch["image_id"]),
                 "target": [captions[0] for captions in batch["captions"]]}
 
+    def start_scorers(self) -> None:
+        """METEOR's Java process takes ~10 s of one core to load its tables; started here it
+        loads while the run writes/reads data and builds the model (mostly one core busy)."""
+        if self.cfg.meteor:
+            from ptpeft_cli.evaluation.captioning import start_meteor
+
+            start_meteor()
+
     def score(self, data: TaskData, predictions: dict[int, str]) -> dict[str, float]:
         """pycocoevalcap against the split's reference captions, plus whatever grounded caption
         metrics the source can compute (the synthetic world knows each image's objects)."""
