@@ -1,157 +1,301 @@
-"""`make bench`: speed targets measured, never asserted in tests.
+"""`make bench`: speed and memory of ptpeft, measured side by side; writes docs/benchmarks.md.
 
-1. ptpeft's `train_step` against a bare PyTorch loop on the same model and batches, per method.
-2. Batched greedy generation throughput.
-3. The representation analysis (SVD metrics) on 4096 x D matrices.
-4. Wall time of whole `ptpeft train` runs (first run writes the synthetic world), optional.
+1. Training throughput of ptpeft's real path (cached images, DataLoader, collation, `run_stage`)
+   against a minimal hand-written loop over batches already in memory, same model and batch,
+   per method -> ratio.
+2. Batched generation (KV cache, eval batch) against per-sample generation on the same eval
+   images -> ratio; metric computation time in a fresh process (METEOR's Java start included).
+3. Peak memory per method relative to full fine-tuning on a scaled-up model (one process each).
+4. Wall times: `ptpeft --help`, the SVD analysis of 4096 x D, `ptpeft train` defaults after
+   install (cold: world not yet written; warm), optionally `make paper-quick`.
 
-Prints a markdown table and writes outputs/bench/bench.json. Numbers go to docs/benchmarks.md.
+Two-sided figures alternate the sides (A B, B A, ...) after warm-up, >= 5 repeats by default, and
+report the median and range of per-round ratios first. Each section records how busy the
+machine was (load average, other processes' CPU), so contaminated figures are visible.
+`--tiny` runs everything at minimal size in seconds (tests use it; figures are not judged).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
 import json
-import platform
-import statistics
-import subprocess
+import os
+import re
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from bench_measure import (
+    LoadLog,
+    Summary,
+    commit,
+    interleaved,
+    machine,
+    paired_ratios,
+    timed_command,
+)
+from bench_report import write_report
 
 from ptpeft_cli.analysis.spectrum import spectrum_metrics
 from ptpeft_cli.cli import compose_config
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.models import get_family
 from ptpeft_cli.tasks import get_task
-from ptpeft_cli.training.batches import evaluate_on_task, train_loader
+from ptpeft_cli.training.batches import predict_task, train_loader, with_cached_images
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
-from ptpeft_cli.training.loop import build_optimizer, to_device, train_step
+from ptpeft_cli.training.loop import run_stage, to_device
 
-SMALL_WORLD = ["task.dataset.n_train=256", "task.dataset.n_val=16", "task.dataset.n_test=128"]
-
-
-def _setup(method: str, data_root: Path, batch_size: int) -> tuple:
-    cfg = compose_config("train", [f"method={method}", f"task.dataset.root={data_root}",
-                                   f"trainer.batch_size={batch_size}", *SMALL_WORLD])
-    OmegaConf.set_struct(cfg, False)
-    seed_everything(0)
-    hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision)
-    loaded = get_family(cfg.model.family).load(cfg.model)
-    task = get_task(cfg.task, cfg.model.instructions)
-    data = task.load()
-    get_method(method).setup_stage(loaded, cfg.method, 0)
-    loaded.model.to(hardware.device)
-    batches = [to_device(b, hardware.device) for _, b in zip(range(8), train_loader(loaded, task, data, cfg.trainer), strict=False)]
-    return cfg, hardware, loaded, (task, data), batches
+REPO = Path(__file__).resolve().parent.parent
+METHODS = "full,lora,adapter,prefix,pt_peft"
+TINY_WORLD = ["task.dataset.n_train=16", "task.dataset.n_val=4", "task.dataset.n_test=8"]
+TINY_RUN = [*TINY_WORLD, "trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=4",
+            "analysis.max_rows=64", "task.meteor=false", "logger=none"]
+RESIDENT_BATCHES = 8  # the in-memory loop cycles over this many pre-built batches
 
 
-def bench_train_step(method: str, data_root: Path, batch_size: int, steps: int) -> dict:
-    cfg, hardware, loaded, _, batches = _setup(method, data_root, batch_size)
-    model = loaded.model
-    model.train()
-    optimizer, scheduler = build_optimizer(model, 1e-4, 0.0, steps * 4, 0, "constant")
+@dataclasses.dataclass
+class Settings:
+    steps: int = 20
+    repeats: int = 5
+    warmup: int = 1
+    batch_size: int = 32
+    gen_images: int = 128
+    eval_batch_size: int = 64
+    svd_dims: tuple[int, ...] = (192, 1024)
+    memory_scale: str = "big"
+    meteor: bool = True
 
-    def ptpeft_loop() -> None:
-        for i in range(steps):
-            train_step(model, [batches[i % len(batches)]], optimizer, scheduler, hardware, 1.0)
 
-    bare_optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+TINY = Settings(steps=1, repeats=3, warmup=1, batch_size=4, gen_images=8, eval_batch_size=4, svd_dims=(32,),
+                memory_scale="tiny", meteor=False)
 
-    def bare_loop() -> None:
-        for i in range(steps):
-            bare_optimizer.zero_grad(set_to_none=True)
-            model(**batches[i % len(batches)]).loss.backward()
-            bare_optimizer.step()
 
-    ptpeft_loop()  # warm-up
-    results = {}
-    for name, loop in (("ptpeft", ptpeft_loop), ("bare", bare_loop)):
-        times = []
-        for _ in range(3):
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.tiny = args, args.tiny
+        self.settings = TINY if args.tiny else Settings(steps=args.steps, repeats=args.repeats)
+        self.out = Path(args.out)
+        self.data_root = self.out / ("data-tiny" if args.tiny else "data")
+        self.loads = LoadLog()
+        self.hardware = resolve_hardware("auto", "auto")
+
+    def compose(self, overrides: list[str]) -> Any:
+        world = TINY_WORLD if self.tiny else []
+        return compose_config("train", [f"task.dataset.root={self.data_root}", "logger=none", *world, *overrides])
+
+    def sync(self) -> None:
+        if self.hardware.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    # --- 1. training throughput ------------------------------------------------------------------
+    def training(self, method: str) -> dict[str, Any]:
+        s = self.settings
+        cfg = self.compose([f"method={method}", f"trainer.batch_size={s.batch_size}"])
+        seed_everything(0)
+        task, loaded = get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family).load(cfg.model)
+        data = with_cached_images(loaded, task.load())
+        owner = get_method(method)
+        plans = owner.stages(cfg.method, s.steps)
+        for index in range(len(plans)):  # multi-stage methods: time the last stage (all parts on)
+            owner.setup_stage(loaded, cfg.method, index)
+        loaded.model.to(self.hardware.device)
+        model, plan, trainer = loaded.model, plans[-1], cfg.trainer
+        cuda = self.hardware.device.type == "cuda"
+        loader = train_loader(loaded, task, data, trainer, pin_memory=cuda)
+        resident = [to_device(batch, self.hardware.device) for batch, _ in
+                    zip(train_loader(loaded, task, data, trainer), range(RESIDENT_BATCHES), strict=False)]
+
+        def ptpeft_path() -> float:
+            result = run_stage(model, loader, name=plan.name, lr=plan.lr, max_steps=s.steps, grad_accum=1,
+                               weight_decay=trainer.weight_decay, warmup_ratio=trainer.warmup_ratio,
+                               scheduler=trainer.scheduler, max_grad_norm=trainer.max_grad_norm,
+                               hardware=self.hardware, log_every=trainer.log_every, log=lambda row: None,
+                               progress=False)
+            return result.samples_per_second
+
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=plan.lr)
+
+        def in_memory() -> float:
+            model.train()
+            self.sync()
             start = time.perf_counter()
-            loop()
-            times.append(time.perf_counter() - start)
-        results[name] = steps * batch_size / statistics.median(times)
-    return {"method": method, "ptpeft_samples_per_s": results["ptpeft"], "bare_samples_per_s": results["bare"],
-            "overhead": results["bare"] / results["ptpeft"] - 1}
+            for step in range(s.steps):
+                optimizer.zero_grad(set_to_none=True)
+                with self.hardware.autocast():
+                    loss = model(**resident[step % len(resident)]).loss
+                loss.backward()
+                optimizer.step()
+            self.sync()
+            seconds = time.perf_counter() - start
+            model.eval()
+            return s.steps * s.batch_size / seconds
 
+        values = interleaved({"ptpeft": ptpeft_path, "in_memory": in_memory}, s.repeats, s.warmup)
+        return {"method": method, "stage": plan.name, "ratio": paired_ratios(values["ptpeft"], values["in_memory"]),
+                "ptpeft": Summary.of(values["ptpeft"]), "in_memory": Summary.of(values["in_memory"]),
+                "steps": s.steps, "batch_size": s.batch_size}
 
-def bench_generation(data_root: Path, batch_size: int) -> dict:
-    cfg, hardware, loaded, (task, data), _ = _setup("full", data_root, 32)
-    cfg.trainer.eval_batch_size = batch_size
-    cfg.task.meteor = False
-    evaluate_on_task(loaded, task, data, cfg, hardware)  # warm-up
-    start = time.perf_counter()
-    predictions, _ = evaluate_on_task(loaded, task, data, cfg, hardware)
-    return {"images": len(predictions), "images_per_s": len(predictions) / (time.perf_counter() - start)}
+    # --- 2. generation and metrics -------------------------------------------------------------
+    def generation(self) -> dict[str, Any]:
+        s = self.settings
+        cfg = self.compose(["method=none", f"trainer.eval_batch_size={s.eval_batch_size}",
+                            f"task.eval_limit={s.gen_images}", "task.meteor=false"])
+        task, loaded = get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family).load(cfg.model)
+        loaded.model.to(self.hardware.device)
+        data = with_cached_images(loaded, task.load())
+        single = cfg.copy()
+        single.trainer.eval_batch_size = 1
+        outputs: dict[str, dict[int, str]] = {}
 
-
-def bench_svd(dims: list[int]) -> list[dict]:
-    rows = []
-    for dim in dims:
-        matrix = torch.randn(4096, dim)
-        times = []
-        for _ in range(3):
+        def side(name: str, run_cfg: Any) -> float:
+            self.sync()
             start = time.perf_counter()
-            spectrum_metrics(matrix, center=True)
-            times.append(time.perf_counter() - start)
-        rows.append({"shape": f"4096x{dim}", "seconds": statistics.median(times)})
-    return rows
+            outputs[name] = predict_task(loaded, task, data, run_cfg, self.hardware)
+            self.sync()
+            return len(outputs[name]) / (time.perf_counter() - start)
+
+        values = interleaved({"batched": lambda: side("batched", cfg), "per_sample": lambda: side("per_sample", single)},
+                             s.repeats, s.warmup)
+        same = sum(outputs["batched"][k] == outputs["per_sample"][k] for k in outputs["batched"])
+        return {"images": len(outputs["batched"]), "eval_batch_size": s.eval_batch_size,
+                "ratio": paired_ratios(values["batched"], values["per_sample"]),
+                "batched": Summary.of(values["batched"]), "per_sample": Summary.of(values["per_sample"]),
+                "identical_predictions": same}
+
+    def scoring(self) -> dict[str, float]:
+        """In a fresh process, so the first METEOR call pays the Java start as a run's does."""
+        overrides = [f"task.dataset.root={self.data_root}", *(TINY_WORLD if self.tiny else [])]
+        code = ("import json,sys,time\nfrom ptpeft_cli.cli import compose_config\nfrom ptpeft_cli.tasks import get_task\n"
+                "cfg=compose_config('train',json.loads(sys.argv[1]));meteor=sys.argv[2]=='1'\n"
+                "task=get_task(cfg.task,cfg.model.instructions);data=task.load();out={}\n"
+                "preds={int(i):c[-1] for i,c in zip(data.eval['example_id'],data.eval['captions'])}\n"
+                "for label,m in ([('meteor_first_call',True),('meteor_again',True)] if meteor else [])+[('without_meteor',False)]:\n"
+                "  task.cfg.meteor=m;t=time.perf_counter();task.score(data,preds);out[label]=time.perf_counter()-t\n"
+                "out['images']=len(preds);print(json.dumps(out))")
+        _, result = timed_command([sys.executable, "-c", code, json.dumps(overrides), "1" if self.settings.meteor else "0"],
+                                  env=self.env(), cwd=REPO)
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    # --- 3. memory -----------------------------------------------------------------------------
+    def memory(self, methods: list[str]) -> list[dict[str, Any]]:
+        rows = []
+        for method in ["full", *[m for m in methods if m != "full"]]:
+            _, result = timed_command([sys.executable, str(REPO / "scripts" / "bench_memory.py"), f"--method={method}",
+                                       f"--scale={self.settings.memory_scale}"], env=self.env(), cwd=REPO)
+            rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        key = "cuda_max_allocated_mib" if "cuda_max_allocated_mib" in rows[0] else "peak_over_baseline_mib"
+        for row in rows:
+            row["relative_to_full"] = row[key] / rows[0][key]
+            row["measure"] = key
+        return rows
+
+    # --- 4. wall times -------------------------------------------------------------------------
+    def help_time(self) -> Summary:
+        times = [timed_command([sys.executable, "-m", "ptpeft_cli", "--help"], env=self.env(), cwd=REPO)[0]
+                 for _ in range(max(self.settings.repeats, 2))]
+        return Summary.of(times)
+
+    def svd(self) -> list[dict[str, Any]]:
+        rows = []
+        for dim in self.settings.svd_dims:
+            matrix = torch.randn(4096, dim)
+            spectrum_metrics(matrix, center=True)  # warm-up
+            times = []
+            for _ in range(max(self.settings.repeats, 2)):
+                start = time.perf_counter()
+                spectrum_metrics(matrix, center=True)
+                times.append(time.perf_counter() - start)
+            rows.append({"shape": f"4096x{dim}", "seconds": Summary.of(times), "threads": torch.get_num_threads()})
+        return rows
+
+    def make_run(self) -> list[dict[str, Any]]:
+        """`ptpeft train` with the defaults, as `make run` runs it after install: cold (fresh
+        world dir) then warm (world and image cache present; fresh outputs, so no stage cache)."""
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="ptpeft-bench-") as tmp:
+            env = {**self.env(), "PTPEFT_DATA": f"{tmp}/data"}
+            env.setdefault("WANDB_MODE", "offline")
+            for label in ("cold", "warm"):
+                outputs = f"{tmp}/outputs-{label}"
+                command = [sys.executable, "-m", "ptpeft_cli", "train", f"output_root={outputs}",
+                           *(TINY_RUN if self.tiny else []), *self.args.run_args]
+                seconds, result = timed_command(command, env=env, cwd=REPO)
+                match = re.search(r"^run dir: (.+)$", result.stdout, re.MULTILINE)
+                metrics = json.loads((Path(match.group(1)) / "metrics.json").read_text()) if match else {}
+                breakdown = {k.removeprefix("time/"): v for k, v in metrics.items() if k.startswith("time/")}
+                rows.append({"run": label, "seconds": seconds, "breakdown": breakdown})
+        return rows
+
+    def paper_quick(self) -> float:
+        ptpeft = Path(sys.executable).with_name("ptpeft")
+        env = {**self.env(), "PTPEFT": str(ptpeft) if ptpeft.exists() else f"{sys.executable} -m ptpeft_cli"}
+        return timed_command(["bash", "scripts/paper.sh", "quick"], env=env, cwd=REPO)[0]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+    # --- all -----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        methods = [m for m in self.args.methods.split(",") if m]
+        report: dict[str, Any] = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "tiny": self.tiny,
+                                  "commit": commit(REPO), "machine": machine(), "settings": dataclasses.asdict(self.settings),
+                                  "loadavg_at_start": os.getloadavg()[0]}
+        with self.loads.section("training"):
+            report["training"] = [self.training(method) for method in methods]
+        with self.loads.section("generation"):
+            report["generation"] = self.generation()
+        with self.loads.section("scoring"):
+            report["scoring"] = self.scoring()
+        with self.loads.section("memory"):
+            report["memory"] = self.memory(methods)
+        with self.loads.section("help"):
+            report["help"] = self.help_time()
+        with self.loads.section("svd"):
+            report["svd"] = self.svd()
+        if not self.args.skip_runs:
+            with self.loads.section("make_run"):
+                report["make_run"] = self.make_run()
+        if self.args.paper_quick:
+            with self.loads.section("paper_quick"):
+                report["paper_quick_s"] = self.paper_quick()
+        report["loadavg_at_end"] = os.getloadavg()[0]
+        report["loads"] = self.loads.to_dict()
+        return report
 
 
-def bench_cli(data_root: Path) -> list[dict]:
-    """Whole `ptpeft train` runs on the defaults: the first writes the synthetic world."""
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        env_root = Path(tmp) / "data"
-        for label in ("first run (writes world)", "later run"):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "ptpeft_cli.cli", "train", "logger=none",
-                            f"task.dataset.root={env_root}", f"output_root={tmp}/outputs"], check=True,
-                           capture_output=True)
-            rows.append({"run": label, "seconds": time.perf_counter() - start})
-    return rows
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--methods", default="full,lora,adapter,prefix,pt_peft")
-    parser.add_argument("--svd-dims", default="128,256,1024")
-    parser.add_argument("--cli", action="store_true", help="also time whole `ptpeft train` runs")
-    parser.add_argument("--out", default="outputs/bench")
-    args = parser.parse_args()
-
-    data_root = Path(args.out) / "data"
-    report: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                                "threads": torch.get_num_threads(),
-                                "device": "cuda" if torch.cuda.is_available() else "cpu"}}
-    report["train_step"] = [bench_train_step(m, data_root, args.batch_size, args.steps)
-                            for m in args.methods.split(",")]
-    report["generation"] = bench_generation(data_root, 64)
-    report["svd"] = bench_svd([int(d) for d in args.svd_dims.split(",")])
-    if args.cli:
-        report["cli"] = bench_cli(data_root)
-
-    print("| method | ptpeft train_step (samples/s) | bare loop (samples/s) | overhead |\n|---|---|---|---|")
-    for row in report["train_step"]:
-        print(f"| {row['method']} | {row['ptpeft_samples_per_s']:.0f} | {row['bare_samples_per_s']:.0f} | "
-              f"{100 * row['overhead']:+.1f}% |")
-    print(f"\ngeneration: {report['generation']['images_per_s']:.0f} images/s "
-          f"({report['generation']['images']} images, batch 64)")
-    for row in report["svd"]:
-        print(f"SVD metrics {row['shape']}: {row['seconds']:.3f} s")
-    for row in report.get("cli", []):
-        print(f"ptpeft train, {row['run']}: {row['seconds']:.1f} s")
+    parser.add_argument("--tiny", action="store_true", help="minimal sizes, seconds; figures not judged")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per side and round")
+    parser.add_argument("--repeats", type=int, default=5, help="measured rounds per comparison (after warm-up)")
+    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--skip-runs", action="store_true", help="skip the cold/warm `ptpeft train` runs (~7 min)")
+    parser.add_argument("--paper-quick", action="store_true",
+                        help="also time `make paper-quick` (long; it rewrites docs/results.md)")
+    parser.add_argument("--run-args", nargs="*", default=[], help="extra overrides for the timed `ptpeft train` runs")
+    parser.add_argument("--out", default="outputs/bench", help="bench.json and the bench's data world")
+    parser.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"), help="the markdown file to update")
+    args = parser.parse_args(argv)
+    if not args.tiny and args.repeats < 5:
+        parser.error("--repeats must be >= 5 (medians of fewer rounds on a shared machine mean little)")
+    report = Bench(args).run()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    (out / "bench.json").write_text(json.dumps(report, indent=2, default=_plain))
+    text = write_report(report, Path(args.doc))
+    print(text)
+    if args.tiny:
+        shutil.rmtree(out / "data-tiny", ignore_errors=True)
+
+
+def _plain(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
 
 
 if __name__ == "__main__":
