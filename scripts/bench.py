@@ -94,31 +94,38 @@ class Bench:
             torch.cuda.synchronize()
 
     # --- 1. training throughput ------------------------------------------------------------------
-    def training(self, method: str) -> dict[str, Any]:
-        s = self.settings
-        cfg = self.compose([f"method={method}", f"trainer.batch_size={s.batch_size}"])
+    def prepared(self, method: str) -> tuple[Any, Any, Any, Any, Any]:
+        """(cfg, task, loaded, data with cached images, last stage plan), the method set up
+        through all its stages (multi-stage methods are timed in their last stage)."""
+        cfg = self.compose([f"method={method}", f"trainer.batch_size={self.settings.batch_size}"])
         seed_everything(0)
         task, loaded = get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family).load(cfg.model)
         data = with_cached_images(loaded, task.load())
         owner = get_method(method)
-        plans = owner.stages(cfg.method, s.steps)
-        for index in range(len(plans)):  # multi-stage methods: time the last stage (all parts on)
+        plans = owner.stages(cfg.method, self.settings.steps)
+        for index in range(len(plans)):
             owner.setup_stage(loaded, cfg.method, index)
         loaded.model.to(self.hardware.device)
-        model, plan, trainer = loaded.model, plans[-1], cfg.trainer
+        return cfg, task, loaded, data, plans[-1]
+
+    def stage_runner(self, model: Any, loader: Any, plan: Any, trainer: Any) -> Any:
+        """ptpeft's loop as `ptpeft train` runs it, for `steps` steps -> samples/s."""
+        def run() -> float:
+            return run_stage(model, loader, name=plan.name, lr=plan.lr, max_steps=self.settings.steps, grad_accum=1,
+                             weight_decay=trainer.weight_decay, warmup_ratio=trainer.warmup_ratio,
+                             scheduler=trainer.scheduler, max_grad_norm=trainer.max_grad_norm, hardware=self.hardware,
+                             log_every=trainer.log_every, log=lambda row: None, progress=False).samples_per_second
+
+        return run
+
+    def training(self, method: str) -> dict[str, Any]:
+        s = self.settings
+        cfg, task, loaded, data, plan = self.prepared(method)
+        model, trainer = loaded.model, cfg.trainer
         cuda = self.hardware.device.type == "cuda"
-        loader = train_loader(loaded, task, data, trainer, pin_memory=cuda)
+        ptpeft_path = self.stage_runner(model, train_loader(loaded, task, data, trainer, pin_memory=cuda), plan, trainer)
         resident = [to_device(batch, self.hardware.device) for batch, _ in
                     zip(train_loader(loaded, task, data, trainer), range(RESIDENT_BATCHES), strict=False)]
-
-        def ptpeft_path() -> float:
-            result = run_stage(model, loader, name=plan.name, lr=plan.lr, max_steps=s.steps, grad_accum=1,
-                               weight_decay=trainer.weight_decay, warmup_ratio=trainer.warmup_ratio,
-                               scheduler=trainer.scheduler, max_grad_norm=trainer.max_grad_norm,
-                               hardware=self.hardware, log_every=trainer.log_every, log=lambda row: None,
-                               progress=False)
-            return result.samples_per_second
-
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=plan.lr)
 
         def in_memory() -> float:
@@ -140,6 +147,20 @@ class Bench:
         return {"method": method, "stage": plan.name, "ratio": paired_ratios(values["ptpeft"], values["in_memory"]),
                 "ptpeft": Summary.of(values["ptpeft"]), "in_memory": Summary.of(values["in_memory"]),
                 "steps": s.steps, "batch_size": s.batch_size}
+
+    def workers(self) -> dict[str, Any]:
+        """Does a DataLoader worker process help? (method=prefix, i.e. PT-PEFT's stage 1, cached
+        images; informational). Each round starts the worker anew, as each epoch does."""
+        cfg, task, loaded, data, plan = self.prepared("prefix")
+        sides = {}
+        for count in (0, 1):
+            trainer = cfg.trainer.copy()
+            trainer.num_workers = count
+            sides[f"workers={count}"] = self.stage_runner(loaded.model, train_loader(loaded, task, data, trainer), plan,
+                                                          cfg.trainer)
+        values = interleaved(sides, self.settings.repeats, self.settings.warmup)
+        return {"ratio": paired_ratios(values["workers=1"], values["workers=0"]),
+                "workers=0": Summary.of(values["workers=0"]), "workers=1": Summary.of(values["workers=1"])}
 
     # --- 2. generation and metrics -------------------------------------------------------------
     def generation(self) -> dict[str, Any]:
@@ -248,6 +269,7 @@ class Bench:
                                   "loadavg_at_start": os.getloadavg()[0]}
         with self.loads.section("training"):
             report["training"] = [self.training(method) for method in methods]
+            report["workers"] = self.workers()
         with self.loads.section("generation"):
             report["generation"] = self.generation()
         with self.loads.section("scoring"):

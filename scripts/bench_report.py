@@ -88,6 +88,12 @@ def render(report: dict[str, Any]) -> str:
     lines += _table(["method", "stage", "ratio ptpeft / in-memory", "ptpeft samples/s", "in-memory samples/s"],
                     [[r["method"], r["stage"], _summary(r["ratio"]).text(), _summary(r["ptpeft"]).text("{:.0f}"),
                       _summary(r["in_memory"]).text("{:.0f}")] for r in report["training"]])
+    if report.get("workers"):
+        w = report["workers"]
+        lines += ["", f"DataLoader worker process (method=prefix, {settings['steps']} steps per round, the worker "
+                  f"started anew each round as each epoch starts it): workers=1 / workers=0 = "
+                  f"{_summary(w['ratio']).text()} ({_summary(w['workers=1']).text('{:.0f}')} vs "
+                  f"{_summary(w['workers=0']).text('{:.0f}')} samples/s)."]
     g, sc = report["generation"], report["scoring"]
     lines += ["", "## 2. Generation and metrics", "",
               f"Greedy captions of {g['images']} eval images, shipped model: batched (eval batch {g['eval_batch_size']}, "

@@ -66,8 +66,10 @@ def test_tiny_bench_writes_every_section(tmp_path: Path) -> None:
         assert heading in text, heading
     for method in METHODS:
         assert f"in-memory loop: {method} |" in text and f"| {method} |" in text, method
+    assert "DataLoader worker process" in text
     for target in ("batched generation >= 10x", "lora peak memory", "prefix peak memory", "cold <= 180 s",
                    "warm <= 150 s", "`ptpeft --help` < 1.5 s", "SVD analysis of 4096x"):
         assert target in text, target
     report = json.loads((tmp_path / "out" / "bench.json").read_text())
-    assert {"training", "generation", "scoring", "memory", "help", "svd", "make_run", "loads", "commit"} <= set(report)
+    assert {"training", "workers", "generation", "scoring", "memory", "help", "svd", "make_run", "loads",
+            "commit"} <= set(report)
