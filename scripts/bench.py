@@ -4,7 +4,8 @@
    against a minimal hand-written loop over batches already in memory, same model and batch,
    per method -> ratio.
 2. Batched generation (KV cache, eval batch) against per-sample generation on the same eval
-   images -> ratio; metric computation time in a fresh process (METEOR's Java start included).
+   images, without and with the KV cache -> ratios; metric computation time in a fresh process
+   (METEOR's Java start included).
 3. Peak memory per method relative to full fine-tuning on a scaled-up model (one process each).
 4. Wall times: `ptpeft --help`, the SVD analysis of 4096 x D, `ptpeft train` defaults after
    install (cold: world not yet written; warm), optionally `make paper-quick`.
@@ -12,7 +13,7 @@
 Two-sided figures alternate the sides (A B, B A, ...) after warm-up, >= 5 repeats by default, and
 report the median and range of per-round ratios first. Each section records how busy the
 machine was (load average, other processes' CPU), so contaminated figures are visible.
-`--tiny` runs everything at minimal size in seconds (tests use it; figures are not judged).
+`--tiny` runs everything at minimal size, in about a minute (tests use it; figures are not judged).
 """
 
 from __future__ import annotations
@@ -173,21 +174,30 @@ class Bench:
         single = cfg.copy()
         single.trainer.eval_batch_size = 1
         outputs: dict[str, dict[int, str]] = {}
+        generation_config = loaded.model.generation_config
 
-        def side(name: str, run_cfg: Any) -> float:
+        def side(name: str, run_cfg: Any, use_cache: bool = True) -> float:
+            generation_config.use_cache = use_cache
             self.sync()
             start = time.perf_counter()
-            outputs[name] = predict_task(loaded, task, data, run_cfg, self.hardware)
+            try:
+                outputs[name] = predict_task(loaded, task, data, run_cfg, self.hardware)
+            finally:
+                generation_config.use_cache = True
             self.sync()
             return len(outputs[name]) / (time.perf_counter() - start)
 
-        values = interleaved({"batched": lambda: side("batched", cfg), "per_sample": lambda: side("per_sample", single)},
+        values = interleaved({"batched": lambda: side("batched", cfg),
+                              "per_sample": lambda: side("per_sample", single),
+                              "per_sample_no_cache": lambda: side("per_sample_no_cache", single, use_cache=False)},
                              s.repeats, s.warmup)
-        same = sum(outputs["batched"][k] == outputs["per_sample"][k] for k in outputs["batched"])
-        return {"images": len(outputs["batched"]), "eval_batch_size": s.eval_batch_size,
-                "ratio": paired_ratios(values["batched"], values["per_sample"]),
-                "batched": Summary.of(values["batched"]), "per_sample": Summary.of(values["per_sample"]),
-                "identical_predictions": same}
+        batched = outputs["batched"]
+        return {"images": len(batched), "eval_batch_size": s.eval_batch_size,
+                "ratio": paired_ratios(values["batched"], values["per_sample_no_cache"]),
+                "ratio_batching_alone": paired_ratios(values["batched"], values["per_sample"]),
+                **{name: Summary.of(value) for name, value in values.items()},
+                "identical_predictions": {name: sum(batched[k] == outputs[name][k] for k in batched)
+                                          for name in ("per_sample", "per_sample_no_cache")}}
 
     def scoring(self) -> dict[str, float]:
         """In a fresh process, so the first METEOR call pays the Java start as a run's does."""
@@ -306,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.tiny and args.repeats < 5:
         parser.error("--repeats must be >= 5 (medians of fewer rounds on a shared machine mean little)")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # per-sample generation would draw hundreds of bars
     report = Bench(args).run()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
