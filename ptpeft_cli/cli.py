@@ -85,14 +85,32 @@ def compose_config(config_name: str, overrides: list[str], config_dir: str = CON
     return cfg
 
 
+def sweep_jobs(config_name: str, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job a multirun will launch: the command line's sweeps plus the
+    `hydra.sweeper.params` a config (e.g. an experiment) declares, the command line winning."""
+    try:
+        first = _expand_sweeps(overrides)[0]
+        register_configs()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            params = compose(config_name=config_name, overrides=first, return_hydra_config=True).hydra.sweeper.params
+        given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+        declared = [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
+        return _expand_sweeps(overrides + declared)
+    except Exception as exc:  # noqa: BLE001 - Hydra raises many types; all are user input here
+        raise UserError(one_line(exc)) from None
+
+
 def _prevalidate(config_name: str, args: list[str]) -> None:
     """Check every job's config before Hydra creates any directory."""
     if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
         return
     overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
     overrides = [a for a in overrides if not a.startswith("+hydra") and not a.startswith("hydra/")]
+    multirun = "-m" in args or "--multirun" in args
     try:
-        combos = _expand_sweeps(overrides)
+        combos = sweep_jobs(config_name, overrides) if multirun else _expand_sweeps(overrides)
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(one_line(exc)) from None
     for combo in combos:
