@@ -155,6 +155,8 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    checkpoint_every: int = 0  # optimizer steps between mid-stage checkpoints; 0: only at stage ends
+    keep_checkpoints: int = 2  # mid-stage checkpoints kept (stage ends are always kept)
     on_nonfinite: str = "stop"  # a NaN/inf loss: stop the run (exit 1, stage and step named) or skip the step
 
 
@@ -205,6 +207,7 @@ class TrainRunConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
+    resume: str | None = None  # a run dir to continue from its last checkpoint (`ptpeft train resume=DIR`)
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
 
