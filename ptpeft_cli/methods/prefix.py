@@ -131,7 +131,9 @@ class PrefixTuner(nn.Module):
         self.encoder = PrefixEncoder(length, hidden, out_dim, encoder_hidden, projection)
         # Per call: the stack's own input length if a prefix was prepended, else None.
         self._prepended: list[int | None] = []
-        self.cache_factory: Callable[[nn.Module], Any] = lambda stack: DynamicCache(config=stack.config)
+        self.cache_factory: Callable[[nn.Module], Any] = lambda stack: DynamicCache(
+            config=stack.config
+        )
 
     # --- what the decoder stack sees -------------------------------------------------------
     def kv_states(self, batch: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -254,7 +256,9 @@ def check_prefix_mode(loaded: LoadedModel, mode: str) -> None:
             f"model family {family.name} does not support method.prefix.mode={mode} "
             f"(supported: {', '.join(family.prefix_modes) or 'none'})"
         )
-    if mode == "kv" and any(getattr(m, "gradient_checkpointing", False) for m in loaded.model.modules()):
+    if mode == "kv" and any(
+        getattr(m, "gradient_checkpointing", False) for m in loaded.model.modules()
+    ):
         raise UserError(
             f"model family {family.name}: method.prefix.mode=kv does not work with "
             "model.gradient_checkpointing=true (checkpointed layers drop the prefix cache); "

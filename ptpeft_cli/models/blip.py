@@ -27,9 +27,13 @@ from ptpeft_cli.models.hf import unwrap
 class BlipFamily(GitFamily):
     name = "blip"
     model_class = BlipForConditionalGeneration
-    default_lora_targets = (r".*text_decoder\.bert\.encoder\.layer\.\d+\.attention\."
-                            r"(self\.(query|key|value)|output\.dense)")
-    default_lora_mlp_targets = r".*text_decoder\.bert\.encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)"
+    default_lora_targets = (
+        r".*text_decoder\.bert\.encoder\.layer\.\d+\.attention\."
+        r"(self\.(query|key|value)|output\.dense)"
+    )
+    default_lora_mlp_targets = (
+        r".*text_decoder\.bert\.encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)"
+    )
     projector_path = None  # the decoder cross-attends to the ViT's states directly
     vision_modules = ("vision_model",)
     prefix_modes = ("input", "kv")  # BLIP's causal mask has no image block: kv works here
@@ -44,10 +48,12 @@ class BlipFamily(GitFamily):
         return {}  # BLIP's generate sets pad and eos ([SEP]) itself
 
     def new_tokens(self, output: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return output[:, inputs["input_ids"].shape[1] - 1:]
+        return output[:, inputs["input_ids"].shape[1] - 1 :]
 
     def language_model(self, model: nn.Module) -> nn.Module:
         return unwrap(model).text_decoder.bert
 
     def prefix_cache(self, stack: nn.Module) -> Any:
-        return EncoderDecoderCache(DynamicCache(config=stack.config), DynamicCache(config=stack.config))
+        return EncoderDecoderCache(
+            DynamicCache(config=stack.config), DynamicCache(config=stack.config)
+        )

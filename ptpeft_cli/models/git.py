@@ -29,7 +29,9 @@ class GitFamily(HFFamily):
     name = "git"
     model_class = GitForCausalLM
     prompt_template = "{instruction}"
-    default_lora_targets = r".*git\.encoder\.layer\.\d+\.attention\.(self\.(query|key|value)|output\.dense)"
+    default_lora_targets = (
+        r".*git\.encoder\.layer\.\d+\.attention\.(self\.(query|key|value)|output\.dense)"
+    )
     default_lora_mlp_targets = r".*git\.encoder\.layer\.\d+\.(intermediate\.dense|output\.dense)"
     projector_path = "git.visual_projection"
     vision_modules = ("image_encoder",)
@@ -41,13 +43,16 @@ class GitFamily(HFFamily):
     def end_id(self, tokenizer: Any) -> int:
         return int(tokenizer.sep_token_id)
 
-    def prompt_rows(self, loaded: LoadedModel, images: list[Any],
-                    prompts: list[str]) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
+    def prompt_rows(
+        self, loaded: LoadedModel, images: list[Any], prompts: list[str]
+    ) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
         processor = loaded.processor
         tokenizer = processor.tokenizer
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-        return {"pixel_values": pixels}, {"input_ids": [[self.start_id(tokenizer), *row] for row in ids]}
+        return {"pixel_values": pixels}, {
+            "input_ids": [[self.start_id(tokenizer), *row] for row in ids]
+        }
 
     def language_model(self, model: nn.Module) -> nn.Module:
         return unwrap(model).git

@@ -21,8 +21,14 @@ from ptpeft_cli.errors import UserError
 from ptpeft_cli.models.base import LoadedModel, ModelFamily
 
 IGNORE_INDEX = -100
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+_DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 # Submodules holding a vision encoder, by the names transformers' LMMs use.
 VISION_MODULES = ("vision_tower", "vision_model", "visual", "image_encoder", "vision_encoder")
 PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger")
@@ -38,8 +44,10 @@ def unwrap(model: nn.Module) -> nn.Module:
 def pad_sequences(sequences: list[list[int]], value: int, left: bool) -> torch.Tensor:
     """Pad int sequences to the longest; `left` for generation batches."""
     width = max(len(seq) for seq in sequences)
-    rows = [([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s)))
-            for s in sequences]
+    rows = [
+        ([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s)))
+        for s in sequences
+    ]
     return torch.tensor(rows, dtype=torch.long)
 
 
@@ -50,7 +58,9 @@ def resolve_dtype(name: str, gpu_dtype: torch.dtype = torch.bfloat16) -> torch.d
         return _DTYPES[name]
     if name != "auto":
         raise UserError(f"model.dtype={name!r}; allowed: auto, {', '.join(sorted(_DTYPES))}")
-    if torch.cuda.is_available() and (gpu_dtype != torch.bfloat16 or torch.cuda.is_bf16_supported()):
+    if torch.cuda.is_available() and (
+        gpu_dtype != torch.bfloat16 or torch.cuda.is_bf16_supported()
+    ):
         return gpu_dtype
     return torch.float32
 
@@ -76,11 +86,15 @@ class HFFamily(ModelFamily):
     def checkpoint(self, model_cfg: Any) -> str:
         path = getattr(model_cfg, "name_or_path", None)
         if not path:
-            raise UserError(f"model family {self.name} needs model.name_or_path (a hub id or a directory)")
+            raise UserError(
+                f"model family {self.name} needs model.name_or_path (a hub id or a directory)"
+            )
         return str(path)
 
     def load_model(self, path: str, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
-        return self.model_class.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        return self.model_class.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code
+        )
 
     def load_processor(self, path: str, trust_remote_code: bool) -> Any:
         return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -93,21 +107,29 @@ class HFFamily(ModelFamily):
             model = self.load_model(path, dtype, remote)
             processor = self.load_processor(path, remote)
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot load model.name_or_path={path} as family {self.name}: {error}") from error
+            raise UserError(
+                f"cannot load model.name_or_path={path} as family {self.name}: {error}"
+            ) from error
         model.eval()
         if getattr(model_cfg, "gradient_checkpointing", False):
             self.enable_gradient_checkpointing(model)
         self.processor = processor
         self.configure(model)
-        return LoadedModel(model=model, processor=processor, family=self,
-                           extras={"max_length": int(getattr(model_cfg, "max_length", 64)), "path": path})
+        return LoadedModel(
+            model=model,
+            processor=processor,
+            family=self,
+            extras={"max_length": int(getattr(model_cfg, "max_length", 64)), "path": path},
+        )
 
     def enable_gradient_checkpointing(self, model: nn.Module) -> None:
         """Non-reentrant checkpointing: gradients reach prefixes/adapters/LoRA even when the
         embeddings are frozen (the reentrant variant needs inputs that require grad)."""
         if not getattr(model, "supports_gradient_checkpointing", False):
-            raise UserError(f"model family {self.name}: {type(model).__name__} does not support "
-                            "model.gradient_checkpointing=true")
+            raise UserError(
+                f"model family {self.name}: {type(model).__name__} does not support "
+                "model.gradient_checkpointing=true"
+            )
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def configure(self, model: nn.Module) -> None:
@@ -131,14 +153,20 @@ class HFFamily(ModelFamily):
             return self.prompt_template.format(instruction=instruction)
         if self.processor is None:
             raise RuntimeError(f"family {self.name}: load() the model before building prompts")
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}
+        ]
         if not getattr(self.processor, "chat_template", None):
-            raise UserError(f"model family {self.name}: the processor of this checkpoint has no chat template")
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            raise UserError(
+                f"model family {self.name}: the processor of this checkpoint has no chat template"
+            )
+        text = self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
         tokenizer = self.processor.tokenizer
         bos = tokenizer.bos_token
         adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
-        return text[len(bos):] if adds_bos and text.startswith(bos) else text  # not twice
+        return text[len(bos) :] if adds_bos and text.startswith(bos) else text  # not twice
 
     def separator(self, prompt: str) -> str:
         return "" if not prompt or prompt[-1].isspace() else self.target_separator
@@ -147,41 +175,63 @@ class HFFamily(ModelFamily):
         """Token that ends a target (and generation)."""
         return int(tokenizer.eos_token_id)
 
-    def target_ids(self, tokenizer: Any, prompts: list[str], targets: list[str], max_length: int) -> list[list[int]]:
+    def target_ids(
+        self, tokenizer: Any, prompts: list[str], targets: list[str], max_length: int
+    ) -> list[list[int]]:
         """Target tokens as the tokenizer splits them *after the prompt* (so training sees the
         tokens generation produces), capped at `max_length` - 1, plus the end token."""
-        joint = tokenizer([p + self.separator(p) + t for p, t in zip(prompts, targets, strict=True)],
-                          add_special_tokens=False)["input_ids"]
+        joint = tokenizer(
+            [p + self.separator(p) + t for p, t in zip(prompts, targets, strict=True)],
+            add_special_tokens=False,
+        )["input_ids"]
         alone = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         out = []
         for ids, prefix, prompt, target in zip(joint, alone, prompts, targets, strict=True):
             if ids[: len(prefix)] == prefix:
-                ids = ids[len(prefix):]
+                ids = ids[len(prefix) :]
             else:  # the tokenizer merged across the boundary: tokenise the target alone
-                ids = tokenizer(self.separator(prompt) + target, add_special_tokens=False)["input_ids"]
+                ids = tokenizer(self.separator(prompt) + target, add_special_tokens=False)[
+                    "input_ids"
+                ]
             out.append(ids[: max(1, max_length - 1)] + [self.end_id(tokenizer)])
         return out
 
-    def encode(self, loaded: LoadedModel, images: list[Any], prompts: list[str],
-               targets: list[str] | None = None) -> dict[str, torch.Tensor]:
+    def encode(
+        self,
+        loaded: LoadedModel,
+        images: list[Any],
+        prompts: list[str],
+        targets: list[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Prompt rows (`prompt_rows`), then per row the target tokens and `labels` (-100 on
         prompt, image and padding positions); right-padded with targets, left-padded without."""
         tokenizer = loaded.processor.tokenizer
         out, rows = self.prompt_rows(loaded, images, prompts)
         if targets is None:
             suffix = self.generation_suffix(tokenizer)
-            rows = {k: [r + (suffix if k == "input_ids" else [0] * len(suffix)) for r in v]
-                    for k, v in rows.items()}
+            rows = {
+                k: [r + (suffix if k == "input_ids" else [0] * len(suffix)) for r in v]
+                for k, v in rows.items()
+            }
             return self._pack(out, rows, tokenizer.pad_token_id, left=True)
-        extra = self.target_ids(tokenizer, prompts, targets, int(loaded.extras.get("max_length", 64)))
-        labels = [[IGNORE_INDEX] * len(p) + t for p, t in zip(rows["input_ids"], extra, strict=True)]
-        rows = {k: [r + (t if k == "input_ids" else [0] * len(t)) for r, t in zip(v, extra, strict=True)]
-                for k, v in rows.items()}
+        extra = self.target_ids(
+            tokenizer, prompts, targets, int(loaded.extras.get("max_length", 64))
+        )
+        labels = [
+            [IGNORE_INDEX] * len(p) + t for p, t in zip(rows["input_ids"], extra, strict=True)
+        ]
+        rows = {
+            k: [
+                r + (t if k == "input_ids" else [0] * len(t)) for r, t in zip(v, extra, strict=True)
+            ]
+            for k, v in rows.items()
+        }
         out["labels"] = pad_sequences(labels, IGNORE_INDEX, left=False)
         return self._pack(out, rows, tokenizer.pad_token_id, left=False)
 
-    def prompt_rows(self, loaded: LoadedModel, images: list[Any],
-                    prompts: list[str]) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
+    def prompt_rows(
+        self, loaded: LoadedModel, images: list[Any], prompts: list[str]
+    ) -> tuple[dict[str, Any], dict[str, list[list[int]]]]:
         """(per-image inputs, unpadded per-token rows) for the prompts. The processor expands
         image placeholders; per-token extras (e.g. Qwen2-VL's `mm_token_type_ids`) become rows
         like `input_ids` (extended with 0 over targets), per-image ones pass through."""
@@ -192,10 +242,18 @@ class HFFamily(ModelFamily):
         batch = processor(images=images, text=texts, padding=True, return_tensors="pt")
         mask = batch["attention_mask"].bool()
         shape = batch["input_ids"].shape
-        per_token = [k for k, v in batch.items() if k not in ("input_ids", "attention_mask")
-                     and torch.is_tensor(v) and v.shape == shape]
-        out = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", *per_token)}
-        rows = {k: [r[m].tolist() for r, m in zip(batch[k], mask, strict=True)] for k in ("input_ids", *per_token)}
+        per_token = [
+            k
+            for k, v in batch.items()
+            if k not in ("input_ids", "attention_mask") and torch.is_tensor(v) and v.shape == shape
+        ]
+        out = {
+            k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask", *per_token)
+        }
+        rows = {
+            k: [r[m].tolist() for r, m in zip(batch[k], mask, strict=True)]
+            for k in ("input_ids", *per_token)
+        }
         return out, rows
 
     def generation_suffix(self, tokenizer: Any) -> list[int]:
@@ -203,7 +261,9 @@ class HFFamily(ModelFamily):
         return []
 
     @staticmethod
-    def _pack(out: dict[str, Any], rows: dict[str, list[list[int]]], pad_id: int, left: bool) -> dict[str, Any]:
+    def _pack(
+        out: dict[str, Any], rows: dict[str, list[list[int]]], pad_id: int, left: bool
+    ) -> dict[str, Any]:
         """Pad the per-row lists (left for generation) and add the attention mask."""
         ids = rows.pop("input_ids")
         out["input_ids"] = pad_sequences(ids, pad_id, left)
@@ -222,17 +282,27 @@ class HFFamily(ModelFamily):
 
     def new_tokens(self, output: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """`generate` returns prompt + new tokens for these models."""
-        return output[:, inputs["input_ids"].shape[1]:]
+        return output[:, inputs["input_ids"].shape[1] :]
 
     @torch.no_grad()
-    def generate(self, loaded: LoadedModel, batch: dict[str, torch.Tensor], max_new_tokens: int = 24,
-                 num_beams: int = 1) -> list[str]:
+    def generate(
+        self,
+        loaded: LoadedModel,
+        batch: dict[str, torch.Tensor],
+        max_new_tokens: int = 24,
+        num_beams: int = 1,
+    ) -> list[str]:
         """Greedy (num_beams=1) or beam search on a left-padded `encode(...)` batch."""
         model = loaded.model
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in batch.items() if k != "labels" and torch.is_tensor(v)}
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                do_sample=False, **self.generation_kwargs(loaded))
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            **self.generation_kwargs(loaded),
+        )
         return self.decode(loaded, self.new_tokens(output, inputs).cpu())
 
     # --- structure -----------------------------------------------------------------------

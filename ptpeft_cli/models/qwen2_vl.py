@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+from transformers import (
+    AutoImageProcessor,
+    AutoTokenizer,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
+)
 from transformers.processing_utils import ProcessorMixin
 
 from ptpeft_cli.models.base import LoadedModel
@@ -25,8 +30,13 @@ from ptpeft_cli.models.hf import HFFamily, unwrap
 class Qwen2VLImageProcessor(Qwen2VLProcessor):
     """`Qwen2VLProcessor` without the video processor: same tokens, same image expansion."""
 
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
@@ -42,16 +52,24 @@ class Qwen2VLFamily(HFFamily):
     projector_path = "model.visual.merger"
     trainable_in_vision = ("merger",)
     # The Qwen2-VL-Instruct chat template (default system prompt, one image, one user turn).
-    prompt_template = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
-                       "<|vision_start|><|image_pad|><|vision_end|>{instruction}<|im_end|>\n"
-                       "<|im_start|>assistant\n")
+    prompt_template = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>{instruction}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
 
     def load_processor(self, path: str, trust_remote_code: bool) -> Any:
-        image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+        image_processor = AutoImageProcessor.from_pretrained(
+            path, trust_remote_code=trust_remote_code
+        )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         return Qwen2VLImageProcessor(image_processor, tokenizer)
 
     def image_token_ids(self, loaded: LoadedModel) -> list[int]:
         """Image pads and the vision start/end markers around them: none is a text token."""
         config = unwrap(loaded.model).config
-        return [int(config.image_token_id), int(config.vision_start_token_id), int(config.vision_end_token_id)]
+        return [
+            int(config.image_token_id),
+            int(config.vision_start_token_id),
+            int(config.vision_end_token_id),
+        ]

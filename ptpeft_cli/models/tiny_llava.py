@@ -47,5 +47,7 @@ class TinyLlavaFamily(HFFamily):
             return str(path)
         shipped = self.default_checkpoint()
         if not shipped.exists():
-            raise UserError(f"no shipped {self.name} checkpoint at {shipped}; build it with `ptpeft pretrain`")
+            raise UserError(
+                f"no shipped {self.name} checkpoint at {shipped}; build it with `ptpeft pretrain`"
+            )
         return str(shipped)
