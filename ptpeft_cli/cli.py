@@ -22,7 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 from ptpeft_cli.config import register_configs, validate
 from ptpeft_cli.errors import UserError
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def _conf_dir() -> Path:
+    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
+    in a source checkout (editable install) they are the top-level conf/, their single source."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if (packaged / "train.yaml").is_file() else Path(__file__).resolve().parent.parent / "conf"
+
+
+CONF_DIR = str(_conf_dir())
 # Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
 COMMAND_CONF_DIR = str(Path(CONF_DIR) / "commands")
 

@@ -12,18 +12,29 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-# Allowed values of choice-like options, checked by `validate` (Hydra checks keys and types).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "method.name": ("full", "lora", "adapter", "prefix", "pt_peft"),
+# Allowed values of fixed choice-like options, checked by `validate` (Hydra checks keys and
+# types); the pluggable parts' choices come from their registries (`choices()`).
+FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "method.stage2": ("lora", "adapter"),
     "method.prefix.mode": ("input", "kv"),
-    "task.name": ("captioning", "vqa"),
-    "task.dataset.kind": ("synthetic", "coco_karpathy", "vqav2"),
     "hardware.device": ("auto", "cpu", "cuda"),
     "hardware.precision": ("auto", "fp32", "bf16", "fp16"),
     "logger.name": ("wandb", "none"),
+    "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
 }
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """Every choice-like option and its allowed values; registries are imported here, not at
+    module import, so `ptpeft --help` stays fast."""
+    from ptpeft_cli.methods import METHODS
+    from ptpeft_cli.models import FAMILIES
+    from ptpeft_cli.tasks import TASKS
+    from ptpeft_cli.tasks.sources import SOURCES
+
+    registered = {"method.name": METHODS, "task.name": TASKS, "task.dataset.kind": SOURCES, "model.family": FAMILIES}
+    return {**{key: registry.names() for key, registry in registered.items()}, **FIXED_CHOICES}
 
 
 @dataclass
@@ -32,7 +43,8 @@ class ModelConfig:
     name_or_path: str | None = None  # None: the family's embedded/default checkpoint
     dtype: str = "auto"  # auto: bf16 on a GPU, fp32 on CPU (a family may pin fp32)
     max_length: int = 64
-    # Per-task instruction words overriding the task's, e.g. {vqa: "Question: {question} Short answer:"}
+    # Per-task instruction text for this model (task name -> template with {question}); a task
+    # missing here uses its own `task.instruction`.
     instructions: dict[str, str] = field(default_factory=dict)
     trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
@@ -72,6 +84,8 @@ class StageOptions:
 @dataclass
 class MethodConfig:
     name: str = "full"
+    # The method's one name in run dirs, W&B, plots and reports (pt_peft: pt_lora / pt_adapter).
+    label: str = "${.name}"
     lr: float = 1e-4
     train_vision: bool = False
     lora: LoraOptions = field(default_factory=LoraOptions)
@@ -104,6 +118,8 @@ class DatasetConfig:
 @dataclass
 class TaskConfig:
     name: str = "captioning"
+    # What the model is asked, `{question}` filled in; the model family wraps it in its format.
+    instruction: str = "caption:"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train_split: str = "train"
     eval_split: str = "test"
@@ -126,7 +142,6 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     scheduler: str = "linear"
     log_every: int = 10
-    checkpoint_every: int = 0  # 0: only at the end of each stage
     seed: int = 0
     num_workers: int = 0
 
@@ -208,7 +223,7 @@ def validate(cfg: Any) -> None:
 
     from ptpeft_cli.errors import UserError
 
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices().items():
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and value not in allowed:
             raise UserError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")

@@ -19,3 +19,11 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def key_value_table(metrics: dict[str, object], keys: list[str] | None = None) -> str:
+    """A two-column plain-text summary (the end of a run)."""
+    keys = keys if keys is not None else sorted(metrics)
+    width = max((len(k) for k in keys), default=0)
+    return "\n".join(f"  {key:<{width}}  {metrics[key]:.4f}" if isinstance(metrics[key], float)
+                     else f"  {key:<{width}}  {metrics[key]}" for key in keys)

@@ -25,10 +25,10 @@ from omegaconf import OmegaConf
 
 from ptpeft_cli.analysis.spectrum import spectrum_metrics
 from ptpeft_cli.cli import compose_config
-from ptpeft_cli.commands import run_parts
-from ptpeft_cli.data.tasks import load_task_data
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.models import get_family
+from ptpeft_cli.tasks import get_task
+from ptpeft_cli.training.batches import evaluate_on_task, train_loader
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 from ptpeft_cli.training.loop import build_optimizer, to_device, train_step
 
@@ -42,18 +42,19 @@ def _setup(method: str, data_root: Path, batch_size: int) -> tuple:
     seed_everything(0)
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision)
     loaded = get_family(cfg.model.family).load(cfg.model)
-    data = load_task_data(cfg.task)
+    task = get_task(cfg.task, cfg.model.instructions)
+    data = task.load()
     get_method(method).setup_stage(loaded, cfg.method, 0)
     loaded.model.to(hardware.device)
-    batches = [to_device(b, hardware.device) for _, b in zip(range(8), run_parts.train_loader(loaded, data, cfg), strict=False)]
-    return cfg, hardware, loaded, data, batches
+    batches = [to_device(b, hardware.device) for _, b in zip(range(8), train_loader(loaded, task, data, cfg.trainer), strict=False)]
+    return cfg, hardware, loaded, (task, data), batches
 
 
 def bench_train_step(method: str, data_root: Path, batch_size: int, steps: int) -> dict:
     cfg, hardware, loaded, _, batches = _setup(method, data_root, batch_size)
     model = loaded.model
     model.train()
-    optimizer, scheduler = build_optimizer(model, 1e-4, 0.0, steps * 4, 0.0, "constant")
+    optimizer, scheduler = build_optimizer(model, 1e-4, 0.0, steps * 4, 0, "constant")
 
     def ptpeft_loop() -> None:
         for i in range(steps):
@@ -81,11 +82,12 @@ def bench_train_step(method: str, data_root: Path, batch_size: int, steps: int) 
 
 
 def bench_generation(data_root: Path, batch_size: int) -> dict:
-    cfg, hardware, loaded, data, _ = _setup("full", data_root, 32)
+    cfg, hardware, loaded, (task, data), _ = _setup("full", data_root, 32)
     cfg.trainer.eval_batch_size = batch_size
-    run_parts.predict(loaded, data, cfg, hardware)  # warm-up
+    cfg.task.meteor = False
+    evaluate_on_task(loaded, task, data, cfg, hardware)  # warm-up
     start = time.perf_counter()
-    predictions = run_parts.predict(loaded, data, cfg, hardware)
+    predictions, _ = evaluate_on_task(loaded, task, data, cfg, hardware)
     return {"images": len(predictions), "images_per_s": len(predictions) / (time.perf_counter() - start)}
 
 

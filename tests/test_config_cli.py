@@ -93,3 +93,28 @@ def test_help_lists_commands_and_groups() -> None:
 def test_experiments_compose(experiment: str, task: str) -> None:
     cfg = compose_config("train", [f"experiment={experiment}", "method=lora"])
     assert cfg.task.name == task and cfg.method.name == "lora" and "paper" in cfg.logger.tags
+
+
+@pytest.mark.parametrize("option,label", [("none", "none"), ("full", "full"), ("lora", "lora"), ("adapter", "adapter"),
+                                          ("prefix", "prefix"), ("pt_peft", "pt_lora"), ("pt_adapter", "pt_adapter")])
+def test_every_method_has_one_label(option: str, label: str) -> None:
+    """The label names the run dir, W&B run, plots and report rows alike; a stage-2 override follows."""
+    assert compose_config("train", [f"method={option}"]).method.label == label
+    assert compose_config("train", ["method=pt_peft", "method.stage2=adapter"]).method.label == "pt_adapter"
+
+
+@pytest.mark.parametrize("group,key", [("method", "method.name"), ("task", "task.name"), ("model", "model.family")])
+def test_config_options_and_registries_agree(group: str, key: str) -> None:
+    """Every yaml names a registered part and every registered part has a yaml (choices derive from
+    the registries, so a part is one module + one yaml + one registry line)."""
+    from omegaconf import OmegaConf
+
+    from ptpeft_cli.config import choices
+
+    named = {OmegaConf.select(compose_config("train", [f"{group}={option}"]), key) for option in _options(group)}
+    assert named == set(choices()[key])
+
+
+def test_registered_part_without_a_yaml_value_is_refused() -> None:
+    with pytest.raises(UserError, match="task.name='ocr' is not allowed; choose one of: captioning, vqa"):
+        compose_config("train", ["task.name=ocr"])

@@ -12,9 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from ptpeft_cli import tables
+from ptpeft_cli import rundir, tables
 from ptpeft_cli.analysis.plots import SpectrumCurve, save_spectrum_figure
 from ptpeft_cli.analysis.representation import REPRESENTATION_FILE
 from ptpeft_cli.errors import UserError
@@ -40,15 +38,16 @@ COLUMNS = (
 
 
 def find_run_dirs(paths: list[Path]) -> list[Path]:
-    """Run dirs among `paths`: each is a run dir itself or a sweep dir holding run dirs."""
+    """Analysed run dirs among `paths`: each is a run dir itself or a sweep dir holding run dirs."""
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise UserError(f"{path} is not a directory (expected a run dir or a sweep dir)")
-        if (path / REPRESENTATION_FILE).is_file():
-            runs = [path]
-        else:
-            runs = sorted(hit.parent for hit in path.rglob(REPRESENTATION_FILE))
+        try:
+            candidates = rundir.find_run_dirs([path])
+        except UserError:
+            candidates = []
+        runs = [run for run in candidates if (run / REPRESENTATION_FILE).is_file()]
         if not runs:
             raise UserError(
                 f"{path} holds no {REPRESENTATION_FILE} (neither it nor any subdirectory is an "
@@ -56,13 +55,6 @@ def find_run_dirs(paths: list[Path]) -> list[Path]:
             )
         found.extend(run for run in runs if run not in found)
     return found
-
-
-def _method_label(config: Any) -> str | None:
-    """`method.name`, with the stage-2 method for pt_peft (PT-LoRA and PT-Adapter differ)."""
-    name = OmegaConf.select(config, "method.name", default=None)
-    stage2 = OmegaConf.select(config, "method.stage2", default=None)
-    return f"{name}+{stage2}" if name == "pt_peft" and stage2 else name
 
 
 def read_run(run_dir: Path, label: str) -> tuple[dict, dict]:
@@ -73,13 +65,12 @@ def read_run(run_dir: Path, label: str) -> tuple[dict, dict]:
         layer = document["layers"][layer_name]
     except (json.JSONDecodeError, KeyError) as error:
         raise UserError(f"{run_dir / REPRESENTATION_FILE} is malformed ({error!r})") from error
-    config_path = run_dir / ".hydra" / "config.yaml"
-    config = OmegaConf.load(config_path) if config_path.is_file() else OmegaConf.create()
+    run = rundir.RunRecord(path=run_dir, config=rundir.read_config(run_dir))
     row = {
-        "method": _method_label(config),
-        "model": OmegaConf.select(config, "model.family", default=None),
-        "task": OmegaConf.select(config, "task.name", default=None),
-        "seed": OmegaConf.select(config, "trainer.seed", default=None),
+        "method": run.label,
+        "model": run.model,
+        "task": run.task,
+        "seed": run.seed,
         "effective_rank": layer["tuned"]["effective_rank"],
         "effective_rank_base": layer["base"]["effective_rank"],
         "effective_rank_ratio": layer["ratios"]["effective_rank_ratio"],

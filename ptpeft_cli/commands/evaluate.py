@@ -6,32 +6,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from ptpeft_cli.commands import run_parts as parts
-from ptpeft_cli.data.tasks import load_task_data
-from ptpeft_cli.errors import UserError
+from ptpeft_cli import rundir
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.models import get_family
+from ptpeft_cli.tasks import get_task
+from ptpeft_cli.training.batches import evaluate_on_task
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 
 
 def eval_command(cfg: DictConfig) -> None:
     run_dir = Path(cfg.run_dir)
-    config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        raise UserError(f"run_dir={run_dir} is not a finished ptpeft run (no .hydra/config.yaml)")
-    run_cfg = OmegaConf.load(config_path)
+    run_cfg = rundir.read_config(run_dir)
     hardware = resolve_hardware(run_cfg.hardware.device, run_cfg.hardware.precision)
     seed_everything(run_cfg.trainer.seed)
+    task = get_task(run_cfg.task, run_cfg.model.get("instructions"))
     loaded = get_family(run_cfg.model.family).load(run_cfg.model)
-    get_method(run_cfg.method.name).load(loaded, run_cfg.method, run_dir / "weights")
+    get_method(run_cfg.method.name).load(loaded, run_cfg.method, run_dir / rundir.WEIGHTS_DIR)
     loaded.model.to(hardware.device)
-    data = load_task_data(run_cfg.task)
-    predictions = parts.predict(loaded, data, run_cfg, hardware)
-    metrics = parts.score(data, predictions, run_cfg.task.spice, run_cfg.task.get('meteor', True))
-    recorded_path = run_dir / "metrics.json"
-    recorded = json.loads(recorded_path.read_text()) if recorded_path.is_file() else {}
+    data = task.load()
+    _, metrics = evaluate_on_task(loaded, task, data, run_cfg, hardware)
+    recorded = rundir.read_metrics(run_dir)
     print(f"{'metric':<40} {'recomputed':>12} {'recorded':>12}")
     for key in sorted(metrics):
         before = recorded.get(key)

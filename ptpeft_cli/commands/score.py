@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ptpeft_cli.errors import UserError
+from ptpeft_cli.tasks import get_task
 
 
 def score_command(cfg: DictConfig) -> None:
-    from ptpeft_cli.evaluation.score import score_caption_files, score_vqa_files
-
-    if cfg.task == "vqa":
-        if not cfg.questions:
-            raise UserError("ptpeft score task=vqa needs questions=<VQAv2 questions JSON>")
-        result = score_vqa_files(Path(cfg.predictions), Path(cfg.annotations), Path(cfg.questions))
-    elif cfg.task == "captioning":
-        result = score_caption_files(Path(cfg.predictions), Path(cfg.annotations), spice=bool(cfg.spice), meteor=bool(cfg.meteor))
-    else:
-        raise UserError(f"task={cfg.task!r} is not allowed; choose one of: captioning, vqa")
+    # The task's scoring options (spice, meteor) come from the command line, the rest is unused.
+    task = get_task(OmegaConf.create({"name": cfg.task, "instruction": "", "spice": cfg.spice, "meteor": cfg.meteor}))
+    questions = Path(cfg.questions) if cfg.questions else None
+    result = task.score_files(Path(cfg.predictions), Path(cfg.annotations), questions)
     print(json.dumps(result, sort_keys=True))

@@ -1,13 +1,14 @@
-"""`ptpeft train`: config -> data + model -> method stages -> evaluation -> analysis -> run dir.
+"""`ptpeft train`: config -> task data + model -> method stages -> evaluation -> analysis -> run dir.
 
 Read top to bottom, `run_training` is the whole experiment; everything it calls is a plain
-function of the layer below.
+function of a layer below.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -17,22 +18,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ptpeft_cli.commands import run_parts as parts
-from ptpeft_cli.data.tasks import load_task_data
+from ptpeft_cli import rundir
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.base import count_parameters
+from ptpeft_cli.methods.base import Method, count_parameters
 from ptpeft_cli.models import get_family
+from ptpeft_cli.models.base import LoadedModel
+from ptpeft_cli.tables import key_value_table
+from ptpeft_cli.tasks import get_task
+from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import stage_cache
-from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
-from ptpeft_cli.training.loop import run_stage
+from ptpeft_cli.training.batches import predict_task, teacher_forced_eval_batches, train_loader
+from ptpeft_cli.training.hardware import Hardware, resolve_hardware, seed_everything
+from ptpeft_cli.training.loop import StageResult, run_stage
 from ptpeft_cli.training.run_logger import RunLogger
+from ptpeft_cli.training.timing import Stopwatch
 
 log = logging.getLogger("ptpeft")
-SUMMARY_KEYS = ("eval/CIDEr", "eval/Bleu_4", "eval/METEOR", "eval/ROUGE_L", "eval/object_precision",
-                "eval/object_recall", "eval/vqa_accuracy", "params/trainable", "params/total",
-                "params/trainable_share", "rep/effective_rank", "rep/effective_rank_ratio",
-                "time/train_s", "time/total_s")
+SHARED_SUMMARY_KEYS = ("params/trainable", "params/total", "params/trainable_share", "rep/effective_rank",
+                       "rep/effective_rank_ratio", "time/train_s", "time/total_s")
 
 
 def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
@@ -45,43 +49,34 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
         metrics = run_training(cfg, run_dir)
     except UserError as error:
         if sweeping:
-            (run_dir / "error.txt").write_text(f"{error}\n")
+            (run_dir / rundir.ERROR_FILE).write_text(f"{error}\n")
             log.error("job failed: %s", error)
             return None
         shutil.rmtree(run_dir, ignore_errors=True)
-        raise SystemExit(_fail_line(error)) from None
+        print(f"ptpeft: error: {error}", file=sys.stderr)
+        raise SystemExit(UserError.exit_code) from None
     except Exception:
+        (run_dir / rundir.ERROR_FILE).write_text(traceback.format_exc())
         if not sweeping:
             raise
-        (run_dir / "error.txt").write_text(traceback.format_exc())
         log.exception("job failed")
         return None
     print(f"run dir: {run_dir}")
     return metrics
 
 
-def _fail_line(error: UserError) -> int:
-    import sys
-
-    print(f"ptpeft: error: {error}", file=sys.stderr)
-    return UserError.exit_code
-
-
 def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and analyse one (model, method, task); write the run dir; return metrics."""
-    started, watch = time.perf_counter(), parts.Stopwatch()
+    started, watch = time.perf_counter(), Stopwatch()
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision, cfg.hardware.num_threads)
     seed_everything(cfg.trainer.seed)
-    method = get_method(cfg.method.name)
+    method, task, family = get_method(cfg.method.name), get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family)
     method.validate(cfg.method)
-    family = get_family(cfg.model.family)
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
     with watch.section("data_s"):
-        data = load_task_data(cfg.task)
+        data = task.load()
     loaded = family.load(cfg.model)
     loaded.model.to(hardware.device)
+    rundir.write_config(run_dir, cfg)
     logger = RunLogger(run_dir, cfg, run_name=run_dir.name)
     try:
         base_features = batches = None
@@ -89,27 +84,26 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             from ptpeft_cli.analysis.runner import collect_run_features
 
             with watch.section("analysis_s"):
-                batches = parts.analysis_batches(loaded, data, cfg, hardware.device)
+                batches = teacher_forced_eval_batches(loaded, task, data, cfg.trainer, hardware.device)
                 base_features = collect_run_features(loaded, batches, cfg.analysis)
 
         # Re-seed so the analysis' forward passes never change what training draws (method inits,
         # dropout): a run trains identically with analysis on or off.
         seed_everything(cfg.trainer.seed)
-        results = _train_stages(cfg, method, loaded, data, hardware, logger, watch)
+        results = train_stages(cfg, method, task, loaded, data, hardware, logger, watch)
         trainable, total = count_parameters(loaded.model)
-        method.save(loaded, run_dir / "weights")
+        method.save(loaded, run_dir / rundir.WEIGHTS_DIR)
 
         with watch.section("eval_s"):
-            predictions = parts.predict(loaded, data, cfg, hardware)
-        metrics: dict[str, Any] = parts.score(data, predictions, cfg.task.spice, cfg.task.meteor)
-        metrics["params/trainable"], metrics["params/total"] = trainable, total
-        metrics["params/trainable_share"] = trainable / total
+            predictions = predict_task(loaded, task, data, cfg, hardware)
+        metrics: dict[str, Any] = task.score(data, predictions)
+        metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
         if base_features is not None:
             from ptpeft_cli.analysis.runner import analyze_run, collect_run_features
 
             with watch.section("analysis_s"):
                 tuned = collect_run_features(loaded, batches, cfg.analysis)
-                title = f"{cfg.model.family} / {cfg.method.name} / {cfg.task.name}"
+                title = f"{cfg.model.family} / {cfg.method.label} / {task.name}"
                 metrics.update(analyze_run(tuned, base_features, cfg.analysis, run_dir, title))
         for result in results:
             metrics[f"throughput/train_samples_per_s/{result.name}"] = result.samples_per_second
@@ -118,24 +112,26 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics.update({f"time/{k}": v for k, v in watch.seconds.items()})
         metrics["time/train_s"] = sum(r.seconds for r in results)
         metrics["time/total_s"] = time.perf_counter() - started
-        parts.write_json_atomic(run_dir / "predictions.json", parts.official_predictions(data.task, predictions))
-        parts.write_json_atomic(run_dir / "metrics.json", metrics)
+        rundir.write_json_atomic(run_dir / rundir.PREDICTIONS_FILE, task.result_file(predictions))
+        rundir.write_json_atomic(run_dir / rundir.METRICS_FILE, metrics)
         logger.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         logger.summary(metrics)
     finally:
         logger.finish()
-    print("\n" + parts.format_table(metrics, [k for k in SUMMARY_KEYS if k in metrics]))
+    summary = [k for k in (*(key for key, _ in task.report_columns), *SHARED_SUMMARY_KEYS) if k in metrics]
+    print("\n" + key_value_table(metrics, summary))
     return metrics
 
 
-def _train_stages(cfg: DictConfig, method: Any, loaded: Any, data: Any, hardware: Any,
-                  logger: RunLogger, watch: parts.Stopwatch) -> list[Any]:
+def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedModel, data: TaskData,
+                 hardware: Hardware, logger: RunLogger, watch: Stopwatch) -> list[StageResult]:
     """Run the method's stages in order; a cached stage (PT-PEFT stage 1) is loaded, not retrained."""
     plans = method.stages(cfg.method, cfg.trainer.max_steps)
-    loader = parts.train_loader(loaded, data, cfg)
-    results, global_step = [], 0
+    loader = train_loader(loaded, task, data, cfg.trainer)
+    results: list[StageResult] = []
+    global_step = 0
     for index, plan in enumerate(plans):
-        cache_key = _stage_cache_key(cfg, method, index, len(plans))
+        cache_key = stage_cache_key(cfg, method, index, len(plans))
         cache_dir = Path(cfg.stage_cache_dir)
         entry = stage_cache.lookup(cache_dir, cache_key) if cache_key else None
         if entry is not None:
@@ -167,18 +163,18 @@ def _train_stages(cfg: DictConfig, method: Any, loaded: Any, data: Any, hardware
         global_step += plan.max_steps
         if cache_key:
             stage_cache.store(cache_dir, cache_key, lambda d: method.save(loaded, d),
-                              {"stage": plan.name, "method": cfg.method.name})
+                              {"stage": plan.name, "method": cfg.method.label})
             logger.log({"stage": plan.name, "stage/cache_hit": 0}, step=global_step)
     return results
 
 
 # What determines a stage besides the method: the training data and schedule, not eval settings.
-_DATA_KEYS = ("name", "dataset", "train_split", "train_limit")
+_DATA_KEYS = ("name", "instruction", "dataset", "train_split", "train_limit")
 _SCHEDULE_KEYS = ("max_steps", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm",
                   "scheduler")
 
 
-def _stage_cache_key(cfg: DictConfig, method: Any, index: int, n_stages: int) -> str | None:
+def stage_cache_key(cfg: DictConfig, method: Method, index: int, n_stages: int) -> str | None:
     """Only non-final stages of multi-stage methods are cached (PT-PEFT's stage 1)."""
     if n_stages < 2 or index == n_stages - 1:
         return None

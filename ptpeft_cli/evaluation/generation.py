@@ -25,3 +25,13 @@ def generate_predictions(loader: DataLoader, generate: GenerateFn, device: torch
             texts = generate(inputs)
         predictions.update(zip(ids, texts, strict=True))
     return predictions
+
+
+def predict(loaded: Any, loader: DataLoader, max_new_tokens: int, num_beams: int, device: torch.device,
+            autocast: Callable[[], Any]) -> dict[int, str]:
+    """Predictions of a loaded model (family + method applied) over an eval loader."""
+    def generate(inputs: dict[str, torch.Tensor]) -> list[str]:
+        return loaded.family.generate(loaded, inputs, max_new_tokens=max_new_tokens, num_beams=num_beams)
+
+    return generate_predictions(loader, generate, device, autocast)
+

@@ -19,7 +19,7 @@ from transformers.activations import ACT2FN
 from ptpeft_cli.config import MethodConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods.base import (
-    Method,
+    SingleStageMethod,
     freeze_all,
     load_into,
     load_tensors,
@@ -130,17 +130,14 @@ def set_adapters_trainable(model: nn.Module, trainable: bool) -> None:
         adapter.requires_grad_(trainable)
 
 
-class AdapterMethod(Method):
+class AdapterMethod(SingleStageMethod):
     name = "adapter"
 
     def validate(self, cfg: MethodConfig) -> None:
         super().validate(cfg)
         validate_adapter(cfg)
 
-    def setup_stage(self, loaded: LoadedModel, cfg: MethodConfig, stage: int) -> None:
-        if stage != 0:
-            raise ValueError(f"method adapter has one stage, got stage {stage}")
-        validate_adapter(cfg)
+    def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
         freeze_all(loaded.model)
         attach_adapters(loaded, int(cfg.adapter.bottleneck), str(cfg.adapter.activation))
         set_adapters_trainable(loaded.model, True)

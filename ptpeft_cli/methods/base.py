@@ -90,6 +90,20 @@ class Method(ABC):
         )
 
 
+class SingleStageMethod(Method):
+    """A method with one stage (everything but PT-PEFT): `apply` makes the model trainable."""
+
+    def setup_stage(self, loaded: LoadedModel, cfg: MethodConfig, stage: int) -> None:
+        if stage != 0:
+            raise ValueError(f"method {self.name} has one stage, got stage {stage}")
+        self.validate(cfg)
+        self.apply(loaded, cfg)
+
+    @abstractmethod
+    def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
+        """Add the method's modules (if any) and set exactly its parameters trainable."""
+
+
 def fingerprint(**parts: Any) -> str:
     """sha256 of a canonical JSON (sorted keys, no whitespace) of `parts`."""
     payload = {"fingerprint_version": FINGERPRINT_VERSION, **parts}

@@ -7,7 +7,7 @@ from pathlib import Path
 from ptpeft_cli.config import MethodConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods.base import (
-    Method,
+    SingleStageMethod,
     freeze_all,
     load_into,
     load_tensors,
@@ -20,12 +20,10 @@ from ptpeft_cli.models.base import LoadedModel
 WEIGHTS_FILE = "full.safetensors"
 
 
-class FullMethod(Method):
+class FullMethod(SingleStageMethod):
     name = "full"
 
-    def setup_stage(self, loaded: LoadedModel, cfg: MethodConfig, stage: int) -> None:
-        if stage != 0:
-            raise ValueError(f"method full has one stage, got stage {stage}")
+    def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
         trained = 0
         for name, param in unique_parameters(loaded.model):
             wanted = loaded.family.full_trainable(name, bool(cfg.train_vision))

@@ -15,7 +15,12 @@ from torch import nn
 
 from ptpeft_cli.config import MethodConfig
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.methods.base import Method, freeze_all, generalised_module_names, require_positive
+from ptpeft_cli.methods.base import (
+    SingleStageMethod,
+    freeze_all,
+    generalised_module_names,
+    require_positive,
+)
 from ptpeft_cli.models.base import LoadedModel
 
 LORA_SUBDIR = "lora"  # used by pt_peft; plain `lora` saves at the top of its out_dir
@@ -100,16 +105,14 @@ def load_lora(loaded: LoadedModel, weights_dir: Path, trainable: bool = False) -
     loaded.model = PeftModel.from_pretrained(loaded.model, str(weights_dir), is_trainable=trainable)
 
 
-class LoraMethod(Method):
+class LoraMethod(SingleStageMethod):
     name = "lora"
 
     def validate(self, cfg: MethodConfig) -> None:
         super().validate(cfg)
         validate_lora(cfg)
 
-    def setup_stage(self, loaded: LoadedModel, cfg: MethodConfig, stage: int) -> None:
-        if stage != 0:
-            raise ValueError(f"method lora has one stage, got stage {stage}")
+    def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
         if not isinstance(loaded.model, PeftModel):
             apply_lora(loaded, cfg)
         freeze_all(loaded.model)

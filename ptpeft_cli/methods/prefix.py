@@ -35,7 +35,7 @@ from transformers import DynamicCache
 from ptpeft_cli.config import MethodConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods.base import (
-    Method,
+    SingleStageMethod,
     freeze_all,
     load_into,
     load_tensors,
@@ -351,16 +351,14 @@ def load_prefix(loaded: LoadedModel, weights_dir: Path) -> PrefixTuner:
     return tuner
 
 
-class PrefixMethod(Method):
+class PrefixMethod(SingleStageMethod):
     name = "prefix"
 
     def validate(self, cfg: MethodConfig) -> None:
         super().validate(cfg)
         validate_prefix(cfg)
 
-    def setup_stage(self, loaded: LoadedModel, cfg: MethodConfig, stage: int) -> None:
-        if stage != 0:
-            raise ValueError(f"method prefix has one stage, got stage {stage}")
+    def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
         freeze_all(loaded.model)
         apply_prefix(loaded, cfg).requires_grad_(True)
 

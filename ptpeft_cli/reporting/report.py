@@ -11,16 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.reporting.runs import RunRecord, find_runs, headline_metric
+from ptpeft_cli.rundir import RunRecord, find_runs
 from ptpeft_cli.tables import markdown_table, write_csv
+from ptpeft_cli.tasks import TASKS
 
-METHOD_ORDER = ("full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter")
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "captioning": [("eval/CIDEr", "CIDEr"), ("eval/Bleu_4", "BLEU-4"), ("eval/METEOR", "METEOR"),
-                   ("eval/ROUGE_L", "ROUGE-L"), ("eval/object_precision", "obj. prec.")],
-    "vqa": [("eval/vqa_accuracy", "VQA acc."), ("eval/vqa_accuracy/yes/no", "yes/no"),
-            ("eval/vqa_accuracy/number", "number"), ("eval/vqa_accuracy/other", "other")],
-}
+# Rows in the paper's order: the zero-shot model, weight-changing methods, prefix, PT-PEFT.
+METHOD_ORDER = ("none", "full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter")
 REPRESENTATION = [("rep/effective_rank", "eff. rank"), ("rep/effective_rank_base", "base"),
                   ("rep/effective_rank_ratio", "ratio"), ("rep/rank90", "rank90"), ("rep/rank99", "rank99"),
                   ("rep/rank99_base", "rank99 base"),
@@ -45,7 +41,7 @@ def _order(label: str) -> tuple[int, str]:
 
 def task_table(task: str, runs: list[RunRecord], columns: list[tuple[str, str]] | None = None
                ) -> tuple[list[str], list[list[str]]]:
-    columns = columns or COLUMNS[task] + SHARED
+    columns = columns or [*TASKS.get(task).report_columns, *SHARED]
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for run in runs:
         groups[(run.model, run.label)].append(run)
@@ -66,7 +62,7 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     sections = []
     failed = [r for r in runs if r.error]
-    for task in ("captioning", "vqa"):
+    for task in sorted({r.task for r in runs if not r.error}):
         finished = [r for r in runs if r.task == task and not r.error]
         if not finished:
             continue
@@ -74,7 +70,7 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
         table = markdown_table(header, rows)
         write_csv(out_dir / f"{task}.csv", header, rows)
         (out_dir / f"{task}.md").write_text(table + "\n")
-        metric = headline_metric(task).split("/", 1)[1]
+        metric = TASKS.get(task).headline_metric.split("/", 1)[1]
         sources = ", ".join(sorted({str(r.path.parent) for r in finished}))
         sections.append(f"### {task} ({metric}; mean ± std over seeds)\n\n{table}\n\nRuns: {sources}\n")
         rep_header, rep_rows = task_table(task, finished, REPRESENTATION)

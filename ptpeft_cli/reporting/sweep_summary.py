@@ -8,12 +8,19 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from ptpeft_cli.reporting.runs import find_runs, headline_metric
+from ptpeft_cli.rundir import find_runs
 from ptpeft_cli.tables import markdown_table
+from ptpeft_cli.tasks import TASKS
 
 
 def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def _headline(task: str, metrics: dict[str, Any]) -> str:
+    """The task's headline metric, named (sweeps may mix tasks)."""
+    key = TASKS.get(task).headline_metric
+    return f"{key.split('/', 1)[1]} {_cell(metrics.get(key))}"
 
 
 def summarise(sweep_dir: Path) -> str:
@@ -22,10 +29,10 @@ def summarise(sweep_dir: Path) -> str:
         m = run.metrics
         rows.append([run.path.name, run.label, run.task,
                      "failed: " + run.error if run.error else "ok",
-                     _cell(m.get(headline_metric(run.task))), _cell(m.get("eval/object_precision")),
+                     _headline(run.task, m), _cell(m.get("eval/object_precision")),
                      _cell(m.get("params/trainable_share")), _cell(m.get("rep/effective_rank_ratio")),
                      _cell(m.get("time/total_s"))])
-    header = ["job", "method", "task", "status", "CIDEr / VQA acc", "obj. prec.", "trainable share",
+    header = ["job", "method", "task", "status", "headline metric", "obj. prec.", "trainable share",
               "eff. rank ratio", "time (s)"]
     return markdown_table(header, rows)
 

@@ -19,7 +19,7 @@ def make_run(features, run_dir: Path, method: str, seed: int, collapsed_rank: in
     """A run dir as `ptpeft train` leaves it: resolved config + analysis files."""
     config = {
         "model": {"family": "tiny_llava"},
-        "method": {"name": method, "stage2": "adapter"},
+        "method": {"name": method, "stage2": "adapter", "label": "pt_adapter" if method == "pt_peft" else method},
         "task": {"name": "vqa"},
         "trainer": {"seed": seed},
     }
@@ -46,7 +46,7 @@ def test_sweep_dir_gives_one_row_per_run(sweep: Path, tmp_path: Path, capsys) ->
     rows = analyze_runs([sweep], out)
     assert [(row["method"], row["seed"], row["run"]) for row in rows] == [
         ("lora", 0, "0"),
-        ("pt_peft+adapter", 1, "1"),
+        ("pt_adapter", 1, "1"),
     ]
     for row, run in zip(rows, ("0", "1"), strict=True):
         layer = json.loads((sweep / run / "representation.json").read_text())["layers"][
@@ -64,7 +64,7 @@ def test_sweep_dir_gives_one_row_per_run(sweep: Path, tmp_path: Path, capsys) ->
     assert len(table.splitlines()) == 4
     with (out / "representation_table.csv").open() as handle:
         stored = list(csv.DictReader(handle))
-    assert [row["method"] for row in stored] == ["lora", "pt_peft+adapter"]
+    assert [row["method"] for row in stored] == ["lora", "pt_adapter"]
     assert float(stored[0]["effective_rank"]) == pytest.approx(rows[0]["effective_rank"])
     with Image.open(out / "spectra.png") as image:
         assert image.format == "PNG"

@@ -38,7 +38,8 @@ def sweep(workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
 def test_sweep_writes_one_readable_run_dir_per_job_and_a_summary(sweep: tuple[Path, str]) -> None:
     sweep_dir, stdout = sweep
     names = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
-    assert names == [f"{i}_{m}_captioning" for i, m in enumerate(METHODS)]
+    labels = ["pt_lora" if m == "pt_peft" else m for m in METHODS]  # one name per method: its label
+    assert names == [f"{i}_{label}_captioning" for i, label in enumerate(labels)]
     summary = (sweep_dir / "summary.md").read_text()
     for method in ["full", "lora", "adapter", "prefix", "pt_lora"]:
         assert f"| {method} |" in summary

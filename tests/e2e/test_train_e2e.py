@@ -10,9 +10,9 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ptpeft_cli.commands import run_parts
-from ptpeft_cli.data.tasks import load_task_data
 from ptpeft_cli.models import get_family
+from ptpeft_cli.tasks import get_task
+from ptpeft_cli.training.batches import evaluate_on_task
 from ptpeft_cli.training.hardware import resolve_hardware
 
 from .conftest import SHORT_RUN, SMALL_WORLD, run_cli, run_dir_of
@@ -24,9 +24,9 @@ def zero_shot_metrics(run_dir: Path) -> dict[str, float]:
     """The shipped model's metrics on the same eval split, before any training."""
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     loaded = get_family(cfg.model.family).load(cfg.model)
-    data = load_task_data(cfg.task)
-    hardware = resolve_hardware("cpu", "fp32")
-    return run_parts.score(data, run_parts.predict(loaded, data, cfg, hardware), spice=False, meteor=False)
+    cfg.task.meteor = False
+    task = get_task(cfg.task, cfg.model.instructions)
+    return evaluate_on_task(loaded, task, task.load(), cfg, resolve_hardware("cpu", "fp32"))[1]
 
 
 @pytest.mark.parametrize("task,metric,steps", [("captioning", "eval/CIDEr", 60), ("vqa", "eval/vqa_accuracy", 60)])

@@ -65,5 +65,5 @@ def test_lora_targets_must_be_a_valid_regex(llava: LoadedModel) -> None:
 
 
 def test_unknown_method_lists_the_methods() -> None:
-    with pytest.raises(UserError, match="allowed: full, lora, adapter, prefix, pt_peft"):
+    with pytest.raises(UserError, match="choose one of: none, full, lora, adapter, prefix, pt_peft"):
         get_method("bitfit")

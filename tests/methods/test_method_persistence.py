@@ -9,8 +9,9 @@ import torch
 from method_fixtures import TinyLlavaTestFamily, build_llava, llava_batch, method_cfg, train_steps
 from peft import PeftModel
 
-from ptpeft_cli.methods import get_method, prefix_stage_fingerprint
+from ptpeft_cli.methods import get_method
 from ptpeft_cli.methods.prefix import find_prefix
+from ptpeft_cli.methods.pt_peft import prefix_stage_fingerprint
 from ptpeft_cli.models.base import LoadedModel
 
 ROUND_TRIPS = {

@@ -6,7 +6,8 @@ import pytest
 import torch
 from method_fixtures import llava_batch, method_cfg, snapshot, train_steps
 
-from ptpeft_cli.methods import count_parameters, get_method
+from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import count_parameters
 from ptpeft_cli.models.base import LoadedModel
 
 H, LAYERS, KV_DIM = 32, 2, 2 * 8  # tiny Llama: hidden 32, 2 layers, 2 kv heads x head_dim 8

@@ -12,7 +12,8 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from ptpeft_cli.methods import count_parameters, get_method
+from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import count_parameters
 from ptpeft_cli.models.base import LoadedModel
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_sizes.py"

@@ -11,6 +11,7 @@ Deterministic from `recipe.seed`; device-aware (CUDA + bf16 autocast when availa
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -21,13 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import (
     CLIPConfig,
     CLIPModel,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    get_cosine_schedule_with_warmup,
 )
 
 from ptpeft_cli.models.tiny_llava import TinyLlavaFamily
@@ -41,6 +40,8 @@ from ptpeft_cli.synthetic.pretraining.build import (
 )
 from ptpeft_cli.synthetic.pretraining.dense import PatchHeads, patch_labels
 from ptpeft_cli.synthetic.text import vocabulary_words
+from ptpeft_cli.training.hardware import Hardware, resolve_hardware
+from ptpeft_cli.training.loop import run_stage
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,6 @@ PRESETS: dict[str, PretrainRecipe] = {
 }
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 @dataclass
 class StageReport:
     name: str
@@ -135,37 +130,28 @@ class StageReport:
 
 def _train(
     name: str,
-    params: list[dict],
+    module: nn.Module,
     loss_fn: Callable[[], torch.Tensor],
     budget: StageBudget,
     recipe: PretrainRecipe,
-    device: torch.device,
+    hardware: Hardware,
     progress: bool,
+    param_groups: list[dict] | None = None,
 ) -> StageReport:
-    """Plain AdamW + cosine loop; the loss closure draws and moves its own batch."""
-    start = time.perf_counter()
+    """One stage on the shared training loop (AdamW + cosine); the loss closure draws and moves
+    its own batch from resident tensors, so the loop's batch source is a stream of placeholders."""
     if budget.steps <= 0:
         return StageReport(name, 0, budget.batch_size, 0.0, None, 0.0)
-    optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=recipe.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(
-        optimizer, int(recipe.warmup_ratio * budget.steps), budget.steps
-    )
-    trained = [p for group in params for p in group["params"]]
-    recent: list[float] = []
-    bar = tqdm(range(budget.steps), desc=f"pretrain/{name}", disable=not progress, mininterval=2)
-    for _ in bar:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = loss_fn()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, recipe.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        recent = (recent + [float(loss.detach())])[-50:]
-        bar.set_postfix(loss=f"{np.mean(recent):.3f}", refresh=False)
-    wall = time.perf_counter() - start
-    return StageReport(name, budget.steps, budget.batch_size, round(wall, 2),
-                       round(float(np.mean(recent)), 4), round(budget.steps * budget.batch_size / wall, 1))
+    losses: list[float] = []
+    result = run_stage(
+        module, itertools.repeat(None), name=f"pretrain/{name}", lr=budget.lr, max_steps=budget.steps,
+        grad_accum=1, weight_decay=recipe.weight_decay, warmup_ratio=recipe.warmup_ratio, scheduler="cosine",
+        max_grad_norm=recipe.max_grad_norm, hardware=hardware, log_every=1,
+        log=lambda row: losses.append(row["train/loss"]), loss_fn=lambda _: loss_fn(), param_groups=param_groups,
+        batch_size=lambda _: budget.batch_size, warmup_steps=int(recipe.warmup_ratio * budget.steps),
+        progress=progress)
+    return StageReport(name, budget.steps, budget.batch_size, round(result.seconds, 2),
+                       round(float(np.mean(losses[-50:])), 4), round(result.samples_per_second, 1))
 
 
 class _Sampler:
@@ -193,10 +179,11 @@ def _clip_stage(
     sampler: _Sampler,
     pixels: torch.Tensor,
     recipe: PretrainRecipe,
-    device: torch.device,
+    hardware: Hardware,
     progress: bool,
 ) -> StageReport:
     """Contrastive image-caption training; the vision weights are copied into the LLaVA tower."""
+    device = hardware.device
     tokenizer = processor.tokenizer
     text_cfg = clip_text_config(recipe.shape, len(tokenizer), tokenizer.pad_token_id,
                                 tokenizer.eos_token_id)
@@ -220,8 +207,7 @@ def _clip_stage(
                    pixel_values=pixels[index.to(pixels.device)], return_loss=True)
         return out.loss
 
-    report = _train("clip", [{"params": list(clip.parameters())}], loss_fn, recipe.clip,
-                    recipe, device, progress)
+    report = _train("clip", clip, loss_fn, recipe.clip, recipe, hardware, progress)
     model.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
     return report
 
@@ -232,10 +218,11 @@ def _dense_stage(
     images: torch.Tensor,
     pixels: torch.Tensor,
     recipe: PretrainRecipe,
-    device: torch.device,
+    hardware: Hardware,
     progress: bool,
 ) -> StageReport:
-    """Each patch token learns the shape and colour of the object under it (tiny/dense.py)."""
+    """Each patch token learns the shape and colour of the object under it (pretraining/dense.py)."""
+    device = hardware.device
     tower = model.model.vision_tower.to(device)
     tower.train()
     shapes, colours = (t.to(device) for t in patch_labels(scenes, images, tower.config.patch_size))
@@ -247,8 +234,7 @@ def _dense_stage(
         tokens = tower(pixel_values=pixels[index], output_hidden_states=True).hidden_states[-1][:, 1:]
         return heads.loss(tokens, shapes[index], colours[index])
 
-    report = _train("dense", [{"params": list(tower.parameters()) + list(heads.parameters())}], loss_fn,
-                    recipe.dense, recipe, device, progress)
+    report = _train("dense", nn.ModuleList([tower, heads]), loss_fn, recipe.dense, recipe, hardware, progress)
     with torch.no_grad():
         held_out = torch.arange(min(512, len(scenes)), device=device)
         tokens = tower(pixel_values=pixels[held_out], output_hidden_states=True).hidden_states[-1][:, 1:]
@@ -281,7 +267,8 @@ def pretrain(
     recipe: PretrainRecipe, progress: bool = True
 ) -> tuple[LlavaForConditionalGeneration, LlavaProcessor, list[StageReport]]:
     """Build the tiny LMM from scratch and run the three stages; returns it on its device."""
-    device = pick_device(recipe.device)
+    hardware = resolve_hardware(recipe.device, "auto")
+    device = hardware.device
     torch.manual_seed(recipe.seed)
     family = TinyLlavaFamily()
     processor = build_processor(vocabulary_words())
@@ -298,18 +285,16 @@ def pretrain(
     # The data "stage": steps = number of tokenised (image, prompt, target) pairs.
     reports = [StageReport("data", len(pairs), 0, round(time.perf_counter() - start, 2), None, 0.0)]
 
-    reports.append(_clip_stage(model, processor, sampler, pixels, recipe, device, progress))
-    reports.append(_dense_stage(model, data.scenes, data.images, pixels, recipe, device, progress))
+    reports.append(_clip_stage(model, processor, sampler, pixels, recipe, hardware, progress))
+    reports.append(_dense_stage(model, data.scenes, data.images, pixels, recipe, hardware, progress))
 
     model.to(device)
     model.train()
     pad = tokenizer.pad_token_id
     _set_trainable(model, lambda n: "vision_tower" not in n)
-    params = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     reports.append(_train(
-        "align", params,
-        _lm_loss_fn(model, sampler, pixels, recipe.align.batch_size, pad, device, True),
-        recipe.align, recipe, device, progress))
+        "align", model, _lm_loss_fn(model, sampler, pixels, recipe.align.batch_size, pad, device, True),
+        recipe.align, recipe, hardware, progress))
 
     # vision_lr_scale=0 keeps the (densely supervised) tower frozen: cheaper, and its patch
     # features stay what the dense stage made them.
@@ -319,8 +304,7 @@ def pretrain(
     params = [{"params": rest}] + (
         [{"params": vision, "lr": recipe.multimodal.lr * recipe.vision_lr_scale}] if vision else [])
     reports.append(_train(
-        "multimodal", params,
-        _lm_loss_fn(model, sampler, pixels, recipe.multimodal.batch_size, pad, device, False),
-        recipe.multimodal, recipe, device, progress))
+        "multimodal", model, _lm_loss_fn(model, sampler, pixels, recipe.multimodal.batch_size, pad, device, False),
+        recipe.multimodal, recipe, hardware, progress, param_groups=params))
     model.eval()
     return model, processor, reports

@@ -1,0 +1,47 @@
+"""`task.dataset.kind=synthetic`: the generated world, written once in the official formats and
+then read by the same loaders as real COCO / VQAv2; its scenes add grounded caption metrics."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ptpeft_cli.data.coco import load_karpathy_captions
+from ptpeft_cli.data.sources import DataSource
+from ptpeft_cli.data.vqa import load_vqa
+from ptpeft_cli.synthetic.writer import WorldPaths, WorldSpec, ensure_world
+
+
+class SyntheticWorld(DataSource):
+    kind = "synthetic"
+    formats = frozenset({"captions", "questions"})
+
+    @functools.cached_property
+    def paths(self) -> WorldPaths:
+        cfg = self.cfg
+        spec = WorldSpec(seed=cfg.seed, image_size=cfg.image_size, n_pretrain=cfg.n_pretrain,
+                         n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test)
+        return ensure_world(Path(cfg.root), spec)
+
+    def captions(self, split: str, limit: int | None) -> datasets.Dataset:
+        return load_karpathy_captions(self.paths.karpathy_json, self.paths.root, split, limit=limit)
+
+    def questions(self, split: str, limit: int | None) -> datasets.Dataset:
+        paths = self.paths
+        return load_vqa(paths.vqa_questions(split), paths.vqa_annotations(split), paths.root,
+                        paths.image_pattern(split), limit=limit)
+
+    @functools.cached_property
+    def _scenes(self) -> dict[int, Any]:
+        from ptpeft_cli.synthetic.scenes import load_scenes
+
+        return load_scenes(self.paths.scenes_json)
+
+    def grounded_caption_metrics(self, split: str, captions: dict[int, str]) -> dict[str, float]:
+        """Object precision / recall: do the captions name objects the image holds?"""
+        from ptpeft_cli.synthetic.grounding import object_precision_recall
+
+        return object_precision_recall(captions, self._scenes)
