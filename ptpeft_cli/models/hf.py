@@ -136,9 +136,15 @@ class HFFamily(ModelFamily):
         """Per-checkpoint defaults the class cannot know (the generic family's LoRA targets)."""
         if self.default_lora_targets:
             return
-        stack = self.language_model(model)
-        path = next(name for name, module in model.named_modules() if module is stack)
-        attention, mlp = self.adapter_points(self.decoder_layers(model)[0])
+        try:
+            stack = self.language_model(model)
+            path = next(name for name, module in model.named_modules() if module is stack)
+            attention, mlp = self.adapter_points(self.decoder_layers(model)[0])
+        except (AttributeError, StopIteration, TypeError) as error:
+            raise UserError(
+                f"model family {self.name}: {type(model).__name__} is not in the standard layout "
+                "(get_decoder().layers[i].self_attn / .mlp); it needs its own family module"
+            ) from error
         layers = re.escape(f"{path}.layers") + r"\.\d+\."
 
         def linears(module: nn.Module) -> str:

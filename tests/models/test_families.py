@@ -201,3 +201,9 @@ def test_generic_family_reads_lora_targets_from_the_model(load: Callable[..., Lo
         == r".*model\.text_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
     )
     assert family.default_lora_mlp_targets.endswith(r"mlp\.(gate_proj|up_proj|down_proj)")
+
+
+def test_generic_family_refuses_a_non_standard_layout(load: Callable[..., LoadedModel]) -> None:
+    git = load("git").model  # BERT-style layers: no self_attn / mlp
+    with pytest.raises(UserError, match="not in the standard layout"):
+        get_family("hf").configure(git)
