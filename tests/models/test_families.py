@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from family_checks import generation_batch, train_batch
 from omegaconf import OmegaConf
-from tiny_builders import FAMILY_NAMES, TARGETS, generation_batch, model_cfg, train_batch
+from tiny_builders import FAMILY_NAMES, model_cfg
+from tiny_tokenizers import TARGETS
 
 from ptpeft_cli.config import ModelConfig
 from ptpeft_cli.errors import UserError

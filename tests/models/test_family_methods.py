@@ -8,14 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from family_checks import generation_batch, greedy_vs_teacher_forced, train_batch, train_steps
 from method_fixtures import method_cfg, snapshot
-from tiny_builders import (
-    FAMILY_NAMES,
-    generation_batch,
-    greedy_vs_teacher_forced,
-    train_batch,
-    train_steps,
-)
+from tiny_builders import FAMILY_NAMES
 
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods import get_method

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from family_checks import generation_batch, train_batch
 from method_fixtures import method_cfg
-from tiny_builders import BLIP2_QUERIES, FAMILY_NAMES, generation_batch, train_batch
+from tiny_builders import BLIP2_QUERIES, FAMILY_NAMES
 from transformers import DynamicCache
 
 from ptpeft_cli.methods import get_method

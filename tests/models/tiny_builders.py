@@ -2,9 +2,8 @@
 
 Each `save_<family>(directory)` writes what a hub checkpoint holds (model weights + config,
 tokenizer files, image-processor config, chat template) with `save_pretrained`, so the tests
-exercise `family.load(...)` exactly as a user's `model.name_or_path=<dir>` would. Tokenizers are
-trained here with the `tokenizers` library in the style of the real one (byte-level BPE for
-Qwen/OPT, SentencePiece-like BPE for Llama, WordPiece for BERT); nothing is downloaded.
+exercise `family.load(...)` exactly as a user's `model.name_or_path=<dir>` would. Tokenizers
+come from tiny_tokenizers.py (trained offline in the real one's style); nothing is downloaded.
 The config and weight helpers are shared with tests/methods/method_fixtures.py (in-memory
 models for the method tests); tests/conftest.py puts both folders on the import path.
 """
@@ -15,21 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
-from tokenizers import (
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
+from tiny_tokenizers import IMAGE_SIZE, bert_tokenizer, byte_level_tokenizer, llama_style_tokenizer
 from torch import nn
 from transformers import (
-    BertTokenizer,
     Blip2Config,
     Blip2ForConditionalGeneration,
     Blip2Processor,
@@ -50,106 +38,12 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    PreTrainedTokenizerFast,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
 )
 
 from ptpeft_cli.config import ModelConfig
-
-# Words of the prompts and targets the tests use (the tokenizers are trained on these lines).
-CORPUS = [
-    "a red circle and a blue square on a grey background.",
-    "a small green triangle left of a big yellow star.",
-    "question: what color is the circle? answer: red",
-    "question: how many objects are there? answer: two",
-    "Question: what shape is it? Short answer: square",
-    "USER: describe the picture.\nASSISTANT: a photo of a cat",
-    "caption: a picture of two dogs",
-    "system\nYou are a helpful assistant.\nuser\nassistant\n",
-]
-CAPTION = "caption:"
-QUESTIONS = ["question: what color is the circle? answer:", "question: how many objects? answer:"]
-TARGETS = ["a small green triangle left of a big yellow star and a red circle.", "two"]
-IMAGE_SIZE = 32
-
-
-def images(count: int = 2, size: int = IMAGE_SIZE, seed: int = 0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    return [
-        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(count)
-    ]
-
-
-def _train_bpe(
-    pre_tokenizer: Any,
-    decoder: Any,
-    special: list[str],
-    vocab_size: int,
-    alphabet: list[str] | None = None,
-    unk: str | None = None,
-) -> Tokenizer:
-    backend = Tokenizer(models.BPE(unk_token=unk))
-    backend.pre_tokenizer, backend.decoder = pre_tokenizer, decoder
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=alphabet or [],
-        show_progress=False,
-    )
-    backend.train_from_iterator(CORPUS, trainer)
-    return backend
-
-
-def byte_level_tokenizer(
-    special: list[str], bos: str | None = None, **tokens: str
-) -> PreTrainedTokenizerFast:
-    """GPT-2/Qwen-style byte-level BPE; `bos` is prepended by the post-processor (OPT does)."""
-    backend = _train_bpe(
-        pre_tokenizers.ByteLevel(add_prefix_space=False),
-        decoders.ByteLevel(),
-        special,
-        420,
-        pre_tokenizers.ByteLevel.alphabet(),
-    )
-    if bos is not None:
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", special_tokens=[(bos, backend.token_to_id(bos))]
-        )
-        tokens["bos_token"] = bos
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **tokens)
-
-
-def llama_style_tokenizer(special: list[str], **tokens: str) -> PreTrainedTokenizerFast:
-    """SentencePiece-like BPE (metaspace, dummy prefix) that prepends `<s>` like Llama's."""
-    backend = _train_bpe(
-        pre_tokenizers.Metaspace(prepend_scheme="first"),
-        decoders.Metaspace(prepend_scheme="first"),
-        special,
-        320,
-        sorted(set("".join(CORPUS))),
-        unk="<unk>",
-    )
-    backend.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", backend.token_to_id("<s>"))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", **tokens
-    )
-
-
-def bert_tokenizer(extra_special: tuple[str, ...] = ()) -> BertTokenizer:
-    """A WordPiece BERT tokenizer over the corpus words (GIT and BLIP use BERT's)."""
-    words = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    words.normalizer = normalizers.BertNormalizer(lowercase=True)
-    words.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra_special]
-    for line in CORPUS:
-        for token, _ in words.pre_tokenizer.pre_tokenize_str(words.normalizer.normalize_str(line)):
-            if token not in vocab:
-                vocab.append(token)
-    return BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
 
 
 def scale_weights(model: nn.Module, factor: float = 5.0) -> nn.Module:
@@ -476,94 +370,3 @@ def model_cfg(family: str, path: Path, **overrides: Any) -> ModelConfig:
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
-
-
-# --- batches and the generate-vs-forward check shared by the family tests -------------------
-def family_prompts(family: Any) -> list[str]:
-    """A caption prompt and a (longer) question prompt: rows of different lengths."""
-    return [family.prompt(CAPTION), family.prompt(QUESTIONS[0])]
-
-
-def train_batch(loaded: Any) -> dict[str, torch.Tensor]:
-    return loaded.family.encode(loaded, images(2), family_prompts(loaded.family), TARGETS)
-
-
-def generation_batch(loaded: Any) -> dict[str, torch.Tensor]:
-    """Prompts of different lengths, so the first row is left-padded."""
-    family = loaded.family
-    return family.encode(
-        loaded, images(2), [family.prompt(QUESTIONS[1]), family.prompt(QUESTIONS[0])]
-    )
-
-
-def _teacher_forced(loaded: Any, batch: dict[str, torch.Tensor], new: torch.Tensor) -> torch.Tensor:
-    """Logits a plain forward gives at the positions that predicted `new`. Positions follow
-    generate's rule (cumsum of the mask) where the forward takes them; Qwen2-VL and OPT derive
-    them from the mask themselves. BLIP's generate dropped the prompt's last token ([SEP])."""
-    model, name = loaded.model, loaded.family.name
-    ids, mask = batch["input_ids"], batch["attention_mask"]
-    if name == "blip":
-        ids, mask = ids[:, :-1], mask[:, :-1]
-    full_ids = torch.cat([ids, new], dim=1)
-    full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
-    positions = (full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 0)
-    extras = {
-        k: (
-            torch.cat([v, torch.zeros_like(new)], dim=1)
-            if v.shape == batch["input_ids"].shape
-            else v
-        )
-        for k, v in batch.items()
-        if k not in ("input_ids", "attention_mask")
-    }
-    if name == "blip":  # its forward takes no positions: run the decoder on the ViT states
-        vision = model.vision_model(pixel_values=extras["pixel_values"]).last_hidden_state
-        logits = model.text_decoder(
-            input_ids=full_ids,
-            attention_mask=full_mask,
-            position_ids=positions,
-            encoder_hidden_states=vision,
-        ).logits
-    else:
-        if name not in ("qwen2_vl", "blip2_opt"):
-            extras["position_ids"] = positions
-        logits = model(input_ids=full_ids, attention_mask=full_mask, **extras).logits
-    start = logits.shape[1] - full_ids.shape[1] + ids.shape[1] - 1  # GIT: image positions first
-    return logits[:, start : start + new.shape[1]]
-
-
-@torch.no_grad()
-def greedy_vs_teacher_forced(
-    loaded: Any, batch: dict[str, torch.Tensor], steps: int = 4
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy `generate` step logits and the teacher-forced logits over the same tokens.
-    Special tokens are suppressed so every step is a text token (no early stop, no image ids)."""
-    tokenizer = loaded.processor.tokenizer
-    out = loaded.model.generate(
-        **{k: v.clone() for k, v in batch.items()},
-        max_new_tokens=steps,
-        do_sample=False,
-        output_logits=True,
-        return_dict_in_generate=True,
-        suppress_tokens=sorted(tokenizer.added_tokens_decoder),
-        **loaded.family.generation_kwargs(loaded),
-    )
-    new = out.sequences[:, -steps:]
-    return torch.stack(out.logits, dim=1), _teacher_forced(loaded, batch, new)
-
-
-def train_steps(
-    model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 2, lr: float = 1e-2
-) -> list[float]:
-    """A few AdamW steps over *all* parameters: only those with grads can move."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    return losses
