@@ -7,10 +7,19 @@ so a typo or a wrong type fails at composition time with a message naming the ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+def conf_dir() -> Path:
+    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
+    in a source checkout (editable install) they are the top-level conf/, their single source."""
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf" / "train.yaml").is_file() else package.parent / "conf"
+
 
 # Allowed values of fixed choice-like options, checked by `validate` (Hydra checks keys and
 # types); the pluggable parts' choices come from their registries (`choices()`).
@@ -22,6 +31,7 @@ FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "logger.name": ("wandb", "none"),
     "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
+    "trainer.on_nonfinite": ("stop", "skip"),
 }
 
 
@@ -113,6 +123,9 @@ class DatasetConfig:
     questions: str | None = None
     annotations: str | None = None
     image_pattern: str | None = None
+    # Which question set a source with several serves (the synthetic world: `compositional`, the
+    # downstream kinds, or `pretrain_kinds`, the ones the embedded model was pre-trained on).
+    question_set: str = "compositional"
 
 
 @dataclass
@@ -144,6 +157,7 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop the run (exit 1, stage and step named) or skip the step
 
 
 @dataclass
@@ -173,6 +187,16 @@ class AnalysisConfig:
 
 
 @dataclass
+class RetentionConfig:
+    """What the tuned model can still do that the pre-trained one could: each probe is a task
+    (`task`, default the probe's name) with overrides, scored on `limit` eval examples."""
+
+    enabled: bool = True
+    limit: int = 100
+    probes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainRunConfig:
     model: ModelConfig = MISSING
     method: MethodConfig = MISSING
@@ -181,6 +205,7 @@ class TrainRunConfig:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
@@ -210,6 +235,7 @@ POSITIVE: tuple[str, ...] = (
     "task.num_beams",
     "model.max_length",
     "analysis.max_rows",
+    "retention.limit",
     "method.stage1.lr",
     "method.stage1.max_steps",
     "method.stage2_options.lr",

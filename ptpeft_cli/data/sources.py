@@ -32,6 +32,12 @@ class DataSource:
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
         raise UserError(f"task.dataset.kind={self.kind} holds no questions")
 
+    def check_question_set(self) -> None:
+        """Official files hold one question set; asking for another is a mistake, not a no-op."""
+        if str(getattr(self.cfg, "question_set", "compositional")) != "compositional":
+            raise UserError(f"task.dataset.question_set={self.cfg.question_set!r}: task.dataset.kind={self.kind} "
+                            "has one question set (leave question_set at its default)")
+
     def grounded_caption_metrics(self, split: str, captions: dict[int, str]) -> dict[str, float]:
         """Metrics that need ground truth beyond reference captions; real data has none."""
         return {}
@@ -70,6 +76,7 @@ class Vqav2Questions(DataSource):
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
         from ptpeft_cli.data.vqa import load_vqa
 
+        self.check_question_set()
         pattern = self.cfg.image_pattern or "COCO_val2014_{image_id:012d}.jpg"
         return load_vqa(require_path(self.cfg, "questions", split), require_path(self.cfg, "annotations", split),
                         require_path(self.cfg, "image_root", split), pattern, limit=limit)

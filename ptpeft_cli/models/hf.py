@@ -18,7 +18,7 @@ from torch import nn
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.models.base import LoadedModel, ModelFamily
+from ptpeft_cli.models.base import LoadedModel, ModelFamily, load_checkpoint
 
 IGNORE_INDEX = -100
 _DTYPES = {
@@ -103,13 +103,9 @@ class HFFamily(ModelFamily):
         path = self.checkpoint(model_cfg)
         dtype = resolve_dtype(str(getattr(model_cfg, "dtype", "auto")), self.gpu_dtype)
         remote = bool(getattr(model_cfg, "trust_remote_code", False))
-        try:
-            model = self.load_model(path, dtype, remote)
-            processor = self.load_processor(path, remote)
-        except (OSError, ValueError) as error:
-            raise UserError(
-                f"cannot load model.name_or_path={path} as family {self.name}: {error}"
-            ) from error
+        where = f"{path} (family {self.name})"
+        model = load_checkpoint(lambda: self.load_model(path, dtype, remote), where)
+        processor = load_checkpoint(lambda: self.load_processor(path, remote), where)
         model.eval()
         if getattr(model_cfg, "gradient_checkpointing", False):
             self.enable_gradient_checkpointing(model)
