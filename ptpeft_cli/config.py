@@ -51,11 +51,13 @@ def choices() -> dict[str, tuple[str, ...]]:
 class ModelConfig:
     family: str = "tiny_llava"
     name_or_path: str | None = None  # None: the family's embedded/default checkpoint
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: bf16 on a GPU, fp32 on CPU (a family may pin fp32)
     max_length: int = 64
     # Per-task instruction text for this model (task name -> template with {question}); a task
     # missing here uses its own `task.instruction`.
     instructions: dict[str, str] = field(default_factory=dict)
+    trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
 
 @dataclass

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from small_world_spec import SMALL_SPEC
 
 from ptpeft_cli.synthetic.writer import WorldPaths, ensure_world
+
+# Helper modules of one test package are shared by others (tiny model builders, method configs).
+sys.path[:0] = [str(Path(__file__).parent / package) for package in ("methods", "models")]
 
 
 @pytest.fixture(scope="session")
