@@ -261,13 +261,14 @@ def with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def train_steps(
     model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 3, lr: float = 1e-2
 ) -> list[float]:
-    """A few AdamW steps over *all* parameters: only those with grads can move."""
+    """A few AdamW steps over *all* parameters (the batch carries its labels): only parameters
+    with grads can move."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = model(**with_labels(batch)).loss
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))

@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from tiny_tokenizers import CAPTION, QUESTIONS, TARGETS, images
-from torch import nn
 
 
 def family_prompts(family: Any) -> list[str]:
@@ -82,20 +81,3 @@ def greedy_vs_teacher_forced(
     )
     new = out.sequences[:, -steps:]
     return torch.stack(out.logits, dim=1), _teacher_forced(loaded, batch, new)
-
-
-def train_steps(
-    model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 2, lr: float = 1e-2
-) -> list[float]:
-    """A few AdamW steps over *all* parameters: only those with grads can move."""
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    losses = []
-    for _ in range(steps):
-        optimizer.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    model.eval()
-    return losses

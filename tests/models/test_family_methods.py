@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from family_checks import generation_batch, greedy_vs_teacher_forced, train_batch, train_steps
-from method_fixtures import method_cfg, snapshot
+from family_checks import generation_batch, greedy_vs_teacher_forced, train_batch
+from method_fixtures import method_cfg, snapshot, train_steps
 from tiny_builders import FAMILY_NAMES
 
 from ptpeft_cli.errors import UserError
