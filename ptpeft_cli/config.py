@@ -81,6 +81,7 @@ class PrefixOptions:
     mode: str = "input"
     encoder_hidden: int = 128
     projection: bool = True
+    residual: bool = False  # with projection (input mode): prefix = embedding + MLP(embedding), MLP starts at 0
 
 
 @dataclass

@@ -54,13 +54,19 @@ class PrefixEncoder(nn.Module):
 
     `projection=True`: embedding (L, token_dim) -> Linear -> tanh -> Linear -> (L, out_dim).
     `projection=False`: the embedding *is* the output (L, out_dim). `merge_()` turns the first
-    into the second once training is over."""
+    into the second once training is over. `residual=True` (input prefixes, where token_dim ==
+    out_dim) outputs embedding + MLP(embedding) with the MLP's last layer zero-initialised: the
+    prefix starts as the real word embeddings it is initialised with, and the MLP learns a
+    correction (residual reparameterisation, Razdaibiedina et al. 2023), instead of starting from
+    random MLP outputs."""
 
     def __init__(
-        self, length: int, token_dim: int, out_dim: int, encoder_hidden: int, projection: bool
+        self, length: int, token_dim: int, out_dim: int, encoder_hidden: int, projection: bool,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.projection = projection
+        self.residual = bool(residual and projection and token_dim == out_dim)
         self.embedding = nn.Embedding(length, token_dim if projection else out_dim)
         self.mlp = (
             nn.Sequential(
@@ -69,10 +75,15 @@ class PrefixEncoder(nn.Module):
             if projection
             else None
         )
+        if self.residual:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self) -> torch.Tensor:
         weight = self.embedding.weight
-        return self.mlp(weight) if self.mlp is not None else weight
+        if self.mlp is None:
+            return weight
+        return weight + self.mlp(weight) if self.residual else self.mlp(weight)
 
     @torch.no_grad()
     def merge_(self) -> None:
@@ -85,7 +96,7 @@ class PrefixEncoder(nn.Module):
         )
         self.embedding.weight.copy_(merged)
         self.mlp = None
-        self.projection = False
+        self.projection = self.residual = False
 
 
 def as_keywords(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +124,7 @@ class PrefixTuner(nn.Module):
         head_dim: int,
         encoder_hidden: int,
         projection: bool,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.mode, self.length = mode, length
@@ -127,8 +139,9 @@ class PrefixTuner(nn.Module):
             "head_dim": head_dim,
             "encoder_hidden": encoder_hidden,
             "projection": projection,
+            "residual": residual,
         }
-        self.encoder = PrefixEncoder(length, hidden, out_dim, encoder_hidden, projection)
+        self.encoder = PrefixEncoder(length, hidden, out_dim, encoder_hidden, projection, residual)
         # Per call: the stack's own input length if a prefix was prepended, else None.
         self._prepended: list[int | None] = []
         self.cache_factory: Callable[[nn.Module], Any] = lambda stack: DynamicCache(
@@ -292,6 +305,7 @@ def prefix_meta(loaded: LoadedModel, cfg: MethodConfig) -> dict[str, Any]:
         "head_dim": int(getattr(text_cfg, "head_dim", None) or hidden // heads),
         "encoder_hidden": int(cfg.prefix.encoder_hidden),
         "projection": bool(cfg.prefix.projection),
+        "residual": bool(cfg.prefix.residual),
     }
 
 
@@ -338,7 +352,7 @@ def save_prefix(loaded: LoadedModel, out_dir: Path) -> None:
     state = {
         name: param.detach().contiguous().cpu() for name, param in tuner.encoder.named_parameters()
     }
-    meta = {**tuner.meta, "projection": tuner.encoder.projection}  # False once merged
+    meta = {**tuner.meta, "projection": tuner.encoder.projection, "residual": tuner.encoder.residual}  # False once merged
     save_tensors(state, Path(out_dir) / WEIGHTS_FILE, meta)
 
 
