@@ -10,6 +10,7 @@ checkpointing and the label-masking rules live in one place.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -103,6 +104,9 @@ class HFFamily(ModelFamily):
         path = self.checkpoint(model_cfg)
         dtype = resolve_dtype(str(getattr(model_cfg, "dtype", "auto")), self.gpu_dtype)
         remote = bool(getattr(model_cfg, "trust_remote_code", False))
+        if remote:
+            logging.getLogger("ptpeft").warning(
+                "model.trust_remote_code=true: running Python code shipped with %s; only do this for code you trust", path)
         where = f"{path} (family {self.name})"
         model = load_checkpoint(lambda: self.load_model(path, dtype, remote), where)
         processor = load_checkpoint(lambda: self.load_processor(path, remote), where)
