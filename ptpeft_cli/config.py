@@ -214,10 +214,24 @@ class TrainRunConfig:
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
 
+def run_id() -> str:
+    """A short random id in run dir names: runs started in the same second (parallel jobs on
+    one machine) never share a directory. PTPEFT_RUN_ID fixes it (e.g. for all ranks of a job)."""
+    import os
+    import secrets
+
+    return os.environ.get("PTPEFT_RUN_ID") or secrets.token_hex(2)
+
+
 def register_configs() -> None:
-    """Register the schemas so each yaml in conf/ is validated against its dataclass."""
+    """Register the schemas so each yaml in conf/ is validated against its dataclass, and the
+    `run_id` resolver the run dir names use."""
+    from omegaconf import OmegaConf
+
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainRunConfig)
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
 
 # Options that must be strictly positive when set (None means "not set" for the limits).
