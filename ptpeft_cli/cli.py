@@ -19,18 +19,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from ptpeft_cli.config import register_configs, validate
+from ptpeft_cli.config import conf_dir, register_configs, validate
 from ptpeft_cli.errors import UserError
 
-
-def _conf_dir() -> Path:
-    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
-    in a source checkout (editable install) they are the top-level conf/, their single source."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return packaged if (packaged / "train.yaml").is_file() else Path(__file__).resolve().parent.parent / "conf"
-
-
-CONF_DIR = str(_conf_dir())
+CONF_DIR = str(conf_dir())
 # Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
 COMMAND_CONF_DIR = str(Path(CONF_DIR) / "commands")
 
@@ -93,14 +85,32 @@ def compose_config(config_name: str, overrides: list[str], config_dir: str = CON
     return cfg
 
 
+def sweep_jobs(config_name: str, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job a multirun will launch: the command line's sweeps plus the
+    `hydra.sweeper.params` a config (e.g. an experiment) declares, the command line winning."""
+    try:
+        first = _expand_sweeps(overrides)[0]
+        register_configs()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            params = compose(config_name=config_name, overrides=first, return_hydra_config=True).hydra.sweeper.params
+        given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+        declared = [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
+        return _expand_sweeps(overrides + declared)
+    except Exception as exc:  # noqa: BLE001 - Hydra raises many types; all are user input here
+        raise UserError(one_line(exc)) from None
+
+
 def _prevalidate(config_name: str, args: list[str]) -> None:
     """Check every job's config before Hydra creates any directory."""
     if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
         return
     overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
     overrides = [a for a in overrides if not a.startswith("+hydra") and not a.startswith("hydra/")]
+    multirun = "-m" in args or "--multirun" in args
     try:
-        combos = _expand_sweeps(overrides)
+        combos = sweep_jobs(config_name, overrides) if multirun else _expand_sweeps(overrides)
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(one_line(exc)) from None
     for combo in combos:

@@ -7,10 +7,19 @@ so a typo or a wrong type fails at composition time with a message naming the ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+def conf_dir() -> Path:
+    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
+    in a source checkout (editable install) they are the top-level conf/, their single source."""
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf" / "train.yaml").is_file() else package.parent / "conf"
+
 
 # Allowed values of fixed choice-like options, checked by `validate` (Hydra checks keys and
 # types); the pluggable parts' choices come from their registries (`choices()`).
@@ -22,6 +31,7 @@ FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "logger.name": ("wandb", "none"),
     "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
+    "trainer.on_nonfinite": ("stop", "skip"),
 }
 
 
@@ -122,13 +132,18 @@ class DatasetConfig:
     use_restval: bool = True  # Karpathy "restval" images join train, as the literature does
     train_on_val: bool = False  # VQAv2: train on train + val, except the `heldout` val questions
     heldout: int = 0  # VQAv2 val questions (whole images) kept out of training and evaluated on
-    # Per-split overrides (task.dataset.files.val.annotations=PATH); conf/task/vqa.yaml lists the
-    # VQAv2 splits so plain overrides work. `questions` / `annotations` below apply to every split,
-    # `{split}` filled in.
-    files: dict[str, SplitFiles] = field(default_factory=dict)
+    # Per-split overrides (task.dataset.files.val.annotations=PATH). The VQAv2 splits are listed so
+    # a plain override works (another split name needs `+task.dataset.files.NAME.questions=...`), and
+    # every task has them so configs of different tasks merge (retention probes). `questions` /
+    # `annotations` below apply to every split, `{split}` filled in.
+    files: dict[str, SplitFiles] = field(
+        default_factory=lambda: {split: SplitFiles() for split in ("train", "val", "test-dev", "test")})
     questions: str | None = None
     annotations: str | None = None
     image_pattern: str | None = None  # default COCO_{data_subtype}_{image_id:012d}.jpg
+    # Which question set a source with several serves (the synthetic world: `compositional`, the
+    # downstream kinds, or `pretrain_kinds`, the ones the embedded model was pre-trained on).
+    question_set: str = "compositional"
 
 
 @dataclass
@@ -160,6 +175,7 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop the run (exit 1, stage and step named) or skip the step
 
 
 @dataclass
@@ -189,6 +205,16 @@ class AnalysisConfig:
 
 
 @dataclass
+class RetentionConfig:
+    """What the tuned model can still do that the pre-trained one could: each probe is a task
+    (`task`, default the probe's name) with overrides, scored on `limit` eval examples."""
+
+    enabled: bool = True
+    limit: int = 100
+    probes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainRunConfig:
     model: ModelConfig = MISSING
     method: MethodConfig = MISSING
@@ -197,6 +223,7 @@ class TrainRunConfig:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
@@ -226,6 +253,7 @@ POSITIVE: tuple[str, ...] = (
     "task.num_beams",
     "model.max_length",
     "analysis.max_rows",
+    "retention.limit",
     "method.stage1.lr",
     "method.stage1.max_steps",
     "method.stage2_options.lr",

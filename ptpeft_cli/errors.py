@@ -1,8 +1,9 @@
-"""One exception type for user mistakes, so the CLI can print one line and exit 2."""
+"""The two ways a run ends early on purpose, so the CLI can print one line instead of a traceback."""
 
 
 class UserError(Exception):
-    """Bad input from the user: the message names what is wrong and what is allowed."""
+    """Bad input from the user: the message names what is wrong and what is allowed (exit 2,
+    nothing written)."""
 
     exit_code = 2
 
@@ -19,3 +20,10 @@ class MissingData(UserError):
     def __init__(self, message: str, images: bool = False) -> None:
         super().__init__(message)
         self.images = images
+
+
+class RunStopped(Exception):
+    """A run that started but cannot go on without producing a wrong number (e.g. a non-finite
+    loss): the message names where it stopped; the run dir is kept for inspection (exit 1)."""
+
+    exit_code = 1

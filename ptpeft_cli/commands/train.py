@@ -19,9 +19,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ptpeft_cli import rundir
-from ptpeft_cli.errors import UserError
+from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.base import Method, count_parameters
+from ptpeft_cli.methods.base import Method, count_parameters, freeze_all
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tables import key_value_table
@@ -31,6 +31,7 @@ from ptpeft_cli.training import stage_cache
 from ptpeft_cli.training.batches import predict_task, teacher_forced_eval_batches, train_loader
 from ptpeft_cli.training.hardware import Hardware, resolve_hardware, seed_everything
 from ptpeft_cli.training.loop import StageResult, run_stage
+from ptpeft_cli.training.retention import retention_metrics
 from ptpeft_cli.training.run_logger import RunLogger
 from ptpeft_cli.training.timing import Stopwatch
 
@@ -55,6 +56,13 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"ptpeft: error: {error}", file=sys.stderr)
         raise SystemExit(UserError.exit_code) from None
+    except RunStopped as stopped:
+        (run_dir / rundir.ERROR_FILE).write_text(f"{stopped}\n")
+        if sweeping:
+            log.error("job stopped: %s", stopped)
+            return None
+        print(f"ptpeft: run stopped: {stopped}\nrun dir: {run_dir}", file=sys.stderr)
+        raise SystemExit(RunStopped.exit_code) from None
     except Exception:
         (run_dir / rundir.ERROR_FILE).write_text(traceback.format_exc())
         if not sweeping:
@@ -75,6 +83,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with watch.section("data_s"):
         data = task.load()
     loaded = family.load(cfg.model)
+    freeze_all(loaded.model)  # a base model trains nothing until a method's stage says what
     loaded.model.to(hardware.device)
     rundir.write_config(run_dir, cfg)
     logger = RunLogger(run_dir, cfg, run_name=run_dir.name)
@@ -98,6 +107,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             predictions = predict_task(loaded, task, data, cfg, hardware)
         metrics: dict[str, Any] = task.evaluate(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
+        if cfg.retention.enabled:
+            with watch.section("retention_s"):
+                metrics.update(retention_metrics(loaded, cfg, hardware))
         if base_features is not None:
             from ptpeft_cli.analysis.runner import analyze_run, collect_run_features
 
@@ -163,7 +175,7 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
                                grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
                                warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
                                max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
-                               log_every=cfg.trainer.log_every, log=log_row)
+                               log_every=cfg.trainer.log_every, log=log_row, on_nonfinite=cfg.trainer.on_nonfinite)
         results.append(result)
         global_step += plan.max_steps
         if cache_key:

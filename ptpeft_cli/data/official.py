@@ -88,6 +88,7 @@ class Vqav2Questions(DataSource):
         return VQAV2_SPLITS.get(split, (split, split))[0]
 
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
+        self.check_question_set()
         if self.cfg.heldout and not self.cfg.train_on_val:
             raise UserError("task.dataset.heldout only applies with task.dataset.train_on_val=true "
                             "(without it, all of val is evaluated and none of it trained on)")

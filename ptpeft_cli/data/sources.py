@@ -41,6 +41,12 @@ class DataSource:
         test-dev2015); it names result files written for a server."""
         return split
 
+    def check_question_set(self) -> None:
+        """Official files hold one question set; asking for another is a mistake, not a no-op."""
+        if str(getattr(self.cfg, "question_set", "compositional")) != "compositional":
+            raise UserError(f"task.dataset.question_set={self.cfg.question_set!r}: task.dataset.kind={self.kind} "
+                            "has one question set (leave question_set at its default)")
+
     def grounded_caption_metrics(self, split: str, captions: dict[int, str]) -> dict[str, float]:
         """Metrics that need ground truth beyond reference captions; real data has none."""
         return {}

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from ptpeft_cli.errors import UserError
+
+T = TypeVar("T")
+
+
+def load_checkpoint(load: Callable[[], T], path: object) -> T:
+    """Run a `from_pretrained` call; a missing, truncated or foreign checkpoint is the user's
+    input, so it becomes one line naming the path and the cause instead of a traceback."""
+    try:
+        return load()
+    except Exception as error:  # noqa: BLE001 - transformers/safetensors raise many types here
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load model.name_or_path={path}: {cause}") from None
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.models.base import LoadedModel, ModelFamily
+from ptpeft_cli.models.base import LoadedModel, ModelFamily, load_checkpoint
 
 IGNORE_INDEX = -100
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
@@ -67,11 +67,8 @@ class TinyLlavaFamily(ModelFamily):
             )
         dtype_name = str(getattr(model_cfg, "dtype", "auto"))
         dtype = _DTYPES.get(dtype_name, torch.float32)
-        try:
-            model = LlavaForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
-            processor = AutoProcessor.from_pretrained(str(path))
-        except OSError as error:
-            raise UserError(f"cannot load model.name_or_path={path}: {error}") from error
+        model = load_checkpoint(lambda: LlavaForConditionalGeneration.from_pretrained(str(path), dtype=dtype), path)
+        processor = load_checkpoint(lambda: AutoProcessor.from_pretrained(str(path)), path)
         model.eval()
         max_length = int(getattr(model_cfg, "max_length", 64))
         return LoadedModel(model=model, processor=processor, family=self,

@@ -69,8 +69,9 @@ class Task(ABC):
         """Training rows (one per target) and evaluation rows, built with cached `datasets.map`."""
         source = self.source()
         eval_split = str(self.cfg.eval_split or source.default_eval_split)
-        train = self.read(source, str(self.cfg.train_split), self.cfg.train_limit)
+        # The (smaller) eval split first: a split the source cannot serve fails before train is read.
         evaluation = self.read(source, eval_split, self.cfg.eval_limit)
+        train = self.read(source, str(self.cfg.train_split), self.cfg.train_limit)
         if len(train) == 0 or len(evaluation) == 0:
             empty = self.cfg.train_split if len(train) == 0 else eval_split
             raise UserError(f"task={self.name}: split {empty!r} of task.dataset.kind={source.kind} is empty")

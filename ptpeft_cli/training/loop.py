@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ptpeft_cli.errors import RunStopped
 from ptpeft_cli.training.hardware import Hardware
 
 
@@ -56,11 +57,21 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 LossFn = Callable[[Any], torch.Tensor]
 
 
+class NonFiniteLoss(Exception):
+    def __init__(self, loss: float) -> None:
+        super().__init__(f"non-finite loss {loss}")
+        self.loss = loss
+
+
 def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.optim.Optimizer,
                lr_scheduler: object, hardware: Hardware, max_grad_norm: float,
-               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None) -> float:
+               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None,
+               skip_nonfinite: bool = False) -> float:
     """One optimizer step over `micro_batches` (gradient accumulation). Returns the mean loss.
-    Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`."""
+    Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`.
+
+    A NaN/inf loss never reaches the weights: it raises NonFiniteLoss, or with `skip_nonfinite`
+    the step is dropped (the schedule still advances, so the run's length is unchanged)."""
     optimizer.zero_grad(set_to_none=True)
     total = 0.0
     for micro in micro_batches:
@@ -68,6 +79,12 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
             loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) / len(micro_batches)
         (scaler.scale(loss) if scaler else loss).backward()
         total += float(loss.detach())
+    if not math.isfinite(total):
+        optimizer.zero_grad(set_to_none=True)
+        if not skip_nonfinite:
+            raise NonFiniteLoss(total)
+        lr_scheduler.step()
+        return total
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
@@ -99,11 +116,12 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
               max_grad_norm: float, hardware: Hardware, log_every: int,
               log: Callable[[dict], None], loss_fn: LossFn | None = None,
               param_groups: list[dict[str, Any]] | None = None, batch_size: Callable[[Any], int] | None = None,
-              warmup_steps: int | None = None, progress: bool = True) -> StageResult:
+              warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop") -> StageResult:
     """Train one stage for `max_steps` optimizer steps, logging every `log_every`.
 
     `warmup_steps` defaults to ceil(warmup_ratio * max_steps); `batch_size(batch)` counts samples
-    for the throughput (default: rows of `input_ids`)."""
+    for the throughput (default: rows of `input_ids`). A non-finite loss stops the run with the
+    stage and step named (`on_nonfinite="stop"`) or skips that step (`"skip"`, counted in the log)."""
     model.train()
     warmup = math.ceil(warmup_ratio * max_steps) if warmup_steps is None else warmup_steps
     optimizer, lr_scheduler = build_optimizer(model, lr, weight_decay, max_steps, warmup, scheduler, param_groups)
@@ -112,15 +130,25 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
     count = batch_size or (lambda batch: int(batch["input_ids"].shape[0]))
     start, samples, loss = time.perf_counter(), 0, float("nan")
     window: list[float] = []
+    skipped = 0
     for step in tqdm(range(1, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
                      mininterval=2):
         micro = [next(batches) for _ in range(grad_accum)]
-        loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn)
+        try:
+            loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn,
+                              skip_nonfinite=on_nonfinite == "skip")
+        except NonFiniteLoss as error:
+            raise RunStopped(f"{error} in stage {name} at step {step} of {max_steps}; the weights of the last "
+                             "finite step were not saved (trainer.on_nonfinite=skip drops such steps instead)") from None
         samples += sum(count(m) for m in micro)
-        window.append(loss)
+        if math.isfinite(loss):
+            window.append(loss)
+        else:
+            skipped += 1
         if step % log_every == 0 or step == max_steps:
-            log({"stage": name, "step_in_stage": step, "train/loss": sum(window) / len(window),
-                 "train/lr": lr_scheduler.get_last_lr()[0],
+            log({"stage": name, "step_in_stage": step,
+                 "train/loss": sum(window) / len(window) if window else float("nan"),
+                 "train/lr": lr_scheduler.get_last_lr()[0], "train/skipped_steps": skipped,
                  "throughput/samples_per_s": samples / (time.perf_counter() - start)})
             window = []
     model.eval()

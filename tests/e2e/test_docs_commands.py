@@ -33,12 +33,14 @@ SKIP = {
     "make run": "creates .venv and pip-installs (network); what it runs is `ptpeft train`, run below",
     "make test": "runs this test suite (recursion)",
     "ptpeft pretrain": "~25 min on 2 CPU cores; tests/synthetic/test_pretrain_cli.py runs it with recipe=smoke",
+    "ptpeft train -m hydra/launcher=slurm": "submits to a SLURM cluster; tests/test_launchers.py composes it",
     "python scripts/fetch_data.py": "downloads ~30 GB; tests/scripts/test_fetch_data.py lays out fake archives",
 }
 FEW_STEPS = {
     "train": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=8", "logger=none",
               "task.meteor=false", "hardware=cpu", "task.train_limit=16", "task.eval_limit=8",
-              "analysis.max_rows=64", "task.dataset.n_train=16", "task.dataset.n_val=8", "task.dataset.n_test=8"],
+              "analysis.max_rows=64", "retention.limit=8", "task.dataset.n_train=16", "task.dataset.n_val=8",
+              "task.dataset.n_test=8"],
     "score": ["meteor=false"],
 }
 

@@ -97,7 +97,7 @@ def test_real_dataset_missing_file_is_a_user_error(tmp_path: Path) -> None:
     """The all-splits keys still fill in `{split}` (set from Python, where no Hydra grammar applies)."""
     task = get_task(_task_cfg("vqa", tmp_path, kind="vqav2", questions=str(tmp_path / "q_{split}.json"),
                               annotations=str(tmp_path / "a.json"), image_root=str(tmp_path)))
-    with pytest.raises(UserError, match=r"VQAv2 train questions file not found: .*q_train.json \(from task.dataset.questions="):
+    with pytest.raises(UserError, match=r"VQAv2 val questions file not found: .*q_val.json \(from task.dataset.questions="):
         task.load()
 
 
