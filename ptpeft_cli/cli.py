@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
+from ptpeft_cli import rundir
 from ptpeft_cli.config import conf_dir, register_configs, validate
 from ptpeft_cli.errors import UserError
 
@@ -117,11 +118,42 @@ def _prevalidate(config_name: str, args: list[str]) -> None:
         compose_config(config_name, combo)
 
 
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def resume_args(args: list[str]) -> list[str]:
+    """`ptpeft train resume=DIR [overrides]` -> the run's own overrides plus the given ones, into
+    DIR. Any override that changes the run's config is refused with the keys that differ."""
+    given = [a for a in args if a.startswith("resume=")]
+    if not given:
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise UserError("resume=DIR continues one run; resume the jobs of a sweep one by one")
+    run_dir = Path(given[-1].split("=", 1)[1])
+    saved = rundir.read_config(run_dir)
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    saved_overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    saved_overrides = [o for o in saved_overrides if not o.startswith("resume=")]
+    extras = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
+    composed = compose_config("train", saved_overrides + [a for a in extras if not a.startswith("-")])
+    before, after = (_flat(OmegaConf.to_container(c, resolve=True)) for c in (saved, composed))
+    differ = sorted(k for k in before.keys() | after.keys() if k != "resume" and before.get(k) != after.get(k))
+    if differ:
+        raise UserError(f"resume={run_dir}: the config would differ from the run's in {', '.join(differ[:10])}; "
+                        "resume with the run's own config (drop those overrides)")
+    return [*saved_overrides, *extras, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
 def _run_hydra_app(command: str, args: list[str]) -> None:
     from ptpeft_cli.commands import pretrain_entry, train_entry
 
     entry: Callable[[DictConfig], object] = {"train": train_entry, "pretrain": pretrain_entry}[command]
     register_configs()
+    if command == "train":
+        args = resume_args(args)
     _prevalidate(HYDRA_APPS[command], args)
     app = hydra.main(config_path=CONF_DIR, config_name=HYDRA_APPS[command], version_base="1.3")(entry)
     sys.argv = [f"ptpeft {command}", *args]

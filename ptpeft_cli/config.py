@@ -51,11 +51,13 @@ def choices() -> dict[str, tuple[str, ...]]:
 class ModelConfig:
     family: str = "tiny_llava"
     name_or_path: str | None = None  # None: the family's embedded/default checkpoint
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: bf16 on a GPU, fp32 on CPU (a family may pin fp32)
     max_length: int = 64
     # Per-task instruction text for this model (task name -> template with {question}); a task
     # missing here uses its own `task.instruction`.
     instructions: dict[str, str] = field(default_factory=dict)
+    trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
 
 @dataclass
@@ -79,6 +81,7 @@ class PrefixOptions:
     mode: str = "input"
     encoder_hidden: int = 128
     projection: bool = True
+    residual: bool = False  # with projection (input mode): prefix = embedding + MLP(embedding), MLP starts at 0
 
 
 @dataclass
@@ -175,6 +178,8 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    checkpoint_every: int = 0  # optimizer steps between mid-stage checkpoints; 0: only at stage ends
+    keep_checkpoints: int = 2  # mid-stage checkpoints kept (stage ends are always kept)
     on_nonfinite: str = "stop"  # a NaN/inf loss: stop the run (exit 1, stage and step named) or skip the step
 
 
@@ -225,6 +230,7 @@ class TrainRunConfig:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
+    resume: str | None = None  # a run dir to continue from its last checkpoint (`ptpeft train resume=DIR`)
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
 

@@ -3,6 +3,7 @@ synthetic world, and a small tree in the official COCO / Karpathy / VQAv2 layout
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ from official_tree import OfficialTree, write_official_tree
 from small_world_spec import SMALL_SPEC
 
 from ptpeft_cli.synthetic.writer import WorldPaths, ensure_world
+
+# Helper modules of one test package are shared by others (tiny model builders, method configs).
+sys.path[:0] = [str(Path(__file__).parent / package) for package in ("methods", "models")]
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,8 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("unwritable-data-root", ["train", "task.dataset.root=/proc/ptpeft", *TINY], "cannot hold the synthetic world"),
     ("missing-checkpoint", ["train", "model.name_or_path={tmp}/nowhere", *TINY], "cannot load model.name_or_path={tmp}/nowhere"),
     ("truncated-checkpoint", ["train", "model.name_or_path={tmp}/truncated", *TINY], "cannot load model.name_or_path={tmp}/truncated"),
+    ("prefix-kv-with-checkpointing", ["train", "method=prefix", "method.prefix.mode=kv", "model.gradient_checkpointing=true",
+                                      *TINY], "method.prefix.mode=kv does not work with model.gradient_checkpointing=true"),
     ("lora-targets-match-nothing", ["train", "method=lora", "method.lora.target_modules=.*nothing_here", *TINY],
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),

@@ -97,6 +97,15 @@ class ModelFamily(ABC):
     def full_trainable(self, name: str, train_vision: bool) -> bool:
         """Whether parameter `name` is trained by `method=full`."""
 
+    # Prefix modes the family's decoder stack supports (methods/prefix.py refuses the others).
+    prefix_modes: tuple[str, ...] = ("input", "kv")
+
+    def prefix_cache(self, stack: nn.Module) -> Any:
+        """A fresh cache for the kv prefix of a forward that brings none (training)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=stack.config)
+
     # Dotted attribute path from the bare transformers model to the vision->text projector.
     projector_path: str | None = None
 

@@ -48,7 +48,8 @@ class Task(ABC):
     def __init__(self, cfg: Any, instructions: Any = None) -> None:
         self.cfg = cfg
         override = dict(instructions or {}).get(self.name)
-        self.instruction_template: str = str(override or cfg.instruction)
+        # An empty override is a real choice (GIT captions from an empty prompt).
+        self.instruction_template: str = str(cfg.instruction if override is None else override)
 
     # --- what the model is asked ------------------------------------------------------------
     def instruction(self, question: str | None) -> str:

@@ -13,6 +13,7 @@ from ptpeft_cli.data.collate import EncodeFn, GenerationCollator, TeacherForcing
 from ptpeft_cli.evaluation.generation import predict
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
+from ptpeft_cli.training.loop import ResumableRandomSampler
 
 
 def prompt_fn(loaded: LoadedModel, task: Task) -> Callable[[str | None], str]:
@@ -24,10 +25,11 @@ def encode_fn(loaded: LoadedModel) -> EncodeFn:
 
 
 def train_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any) -> DataLoader:
-    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly."""
+    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly (and a
+    checkpoint can record and restore the position: ResumableRandomSampler)."""
     generator = torch.Generator().manual_seed(int(trainer.seed))
-    return DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, drop_last=True,
-                      generator=generator, num_workers=trainer.num_workers,
+    return DataLoader(data.train, batch_size=trainer.batch_size, sampler=ResumableRandomSampler(len(data.train), generator),
+                      drop_last=True, generator=generator, num_workers=trainer.num_workers,
                       collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task)))
 
 

@@ -4,7 +4,6 @@ is a model, an endless batch source, and optionally its own loss and parameter g
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -98,17 +97,67 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
     return total
 
 
-def cycle(loader: Iterable[Any], start_epoch: int = 0) -> Iterator[Any]:
-    """Endless batches; each epoch of a DataLoader reshuffles from its seeded generator. An
-    iterator (e.g. a sampler drawing batches forever) is used as it is."""
-    if isinstance(loader, Iterator):
-        yield from loader
-        return
-    for epoch in itertools.count(start_epoch):
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        yield from loader
+class ResumableRandomSampler(Sampler[int]):
+    """torch's RandomSampler order for a seeded generator, plus a data position a checkpoint can
+    record (generator state at the epoch's start, examples consumed) and restore without loading
+    a single example."""
+
+    def __init__(self, size: int, generator: torch.Generator) -> None:
+        self.size, self.generator = size, generator
+        self.epoch_state: torch.Tensor | None = None
+        self._restore: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        skip = 0
+        if self._restore is not None:
+            self.generator.set_state(self._restore["epoch_state"])
+            skip, self._restore = int(self._restore["consumed"]), None
+        self.epoch_state = self.generator.get_state()
+        yield from torch.randperm(self.size, generator=self.generator).tolist()[skip:]
+        # RandomSampler draws one more (empty-sliced) permutation at the end of every epoch; so do
+        # we, so that the generator advances exactly as before and runs keep their data order.
+        torch.randperm(self.size, generator=self.generator)
+
+    def restore(self, position: dict[str, Any]) -> None:
+        """The next epoch continues the recorded one where it stopped."""
+        self._restore = position
+
+
+class BatchStream:
+    """Endless batches from a loader, one fresh epoch per stage; knows its data position."""
+
+    def __init__(self, loader: Iterable[Any], position: dict[str, Any] | None = None) -> None:
+        self.loader = loader
+        self.sampler = getattr(loader, "sampler", None)
+        self.batch_size = getattr(loader, "batch_size", None) or 1
+        self.in_epoch = 0
+        if position is not None:
+            if not isinstance(self.sampler, ResumableRandomSampler):
+                raise ValueError("this loader cannot resume a data position")
+            self.sampler.restore(position)
+            self.in_epoch = int(position["consumed"]) // self.batch_size
+        self._batches = self._endless()
+
+    def _endless(self) -> Iterator[Any]:
+        if isinstance(self.loader, Iterator):
+            yield from self.loader
+            return
+        while True:
+            for batch in self.loader:
+                self.in_epoch += 1
+                yield batch
+            self.in_epoch = 0
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def position(self) -> dict[str, Any] | None:
+        if not isinstance(self.sampler, ResumableRandomSampler) or self.sampler.epoch_state is None:
+            return None
+        return {"epoch_state": self.sampler.epoch_state, "consumed": self.in_epoch * self.batch_size}
 
 
 def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str, lr: float, max_steps: int,
@@ -116,23 +165,38 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
               max_grad_norm: float, hardware: Hardware, log_every: int,
               log: Callable[[dict], None], loss_fn: LossFn | None = None,
               param_groups: list[dict[str, Any]] | None = None, batch_size: Callable[[Any], int] | None = None,
-              warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop") -> StageResult:
+              warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop",
+              checkpoint_every: int = 0, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+              resume: tuple[int, dict[str, Any]] | None = None) -> StageResult:
     """Train one stage for `max_steps` optimizer steps, logging every `log_every`.
 
     `warmup_steps` defaults to ceil(warmup_ratio * max_steps); `batch_size(batch)` counts samples
     for the throughput (default: rows of `input_ids`). A non-finite loss stops the run with the
-    stage and step named (`on_nonfinite="stop"`) or skips that step (`"skip"`, counted in the log)."""
+    stage and step named (`on_nonfinite="stop"`) or skips that step (`"skip"`, counted in the log).
+    Every `checkpoint_every` steps `checkpoint(step, trainer_state)` gets everything needed to go
+    on exactly (optimizer, scheduler, scaler, RNG, data position, log window); `resume=(step,
+    trainer_state)` goes on from such a state, the trainable weights already restored."""
+    from ptpeft_cli.training.checkpoint import rng_state, set_rng_state
+
     model.train()
     warmup = math.ceil(warmup_ratio * max_steps) if warmup_steps is None else warmup_steps
     optimizer, lr_scheduler = build_optimizer(model, lr, weight_decay, max_steps, warmup, scheduler, param_groups)
     scaler = torch.amp.GradScaler() if hardware.needs_grad_scaler else None
-    batches = cycle(loader)
     count = batch_size or (lambda batch: int(batch["input_ids"].shape[0]))
     start, samples, loss = time.perf_counter(), 0, float("nan")
     window: list[float] = []
-    skipped = 0
-    for step in tqdm(range(1, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
-                     mininterval=2):
+    skipped, first = 0, 1
+    if resume is not None:
+        first, state = resume[0] + 1, resume[1]
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        window, skipped, samples = list(state["window"]), int(state["skipped"]), int(state["samples"])
+        set_rng_state(state["rng"])
+    batches = BatchStream(loader, resume[1]["data"] if resume is not None else None)
+    for step in tqdm(range(first, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
+                     mininterval=2, initial=first - 1, total=max_steps):
         micro = [next(batches) for _ in range(grad_accum)]
         try:
             loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn,
@@ -151,6 +215,10 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
                  "train/lr": lr_scheduler.get_last_lr()[0], "train/skipped_steps": skipped,
                  "throughput/samples_per_s": samples / (time.perf_counter() - start)})
             window = []
+        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+            checkpoint(step, {"optimizer": optimizer.state_dict(), "scheduler": lr_scheduler.state_dict(),
+                              "scaler": scaler.state_dict() if scaler else {}, "rng": rng_state(),
+                              "data": batches.position(), "window": window, "skipped": skipped, "samples": samples})
     model.eval()
     return StageResult(name=name, steps=max_steps, final_loss=loss, seconds=time.perf_counter() - start,
                        samples=samples)

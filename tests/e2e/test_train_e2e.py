@@ -116,3 +116,22 @@ def test_method_none_is_the_zero_shot_row_with_retention_on_the_eval_split(
     expected = evaluate_on_task(loaded, task, task.load(), OmegaConf.merge(cfg, {"task": probe}),
                                 resolve_hardware("cpu", "fp32"))[1]
     assert metrics["retention/vqa_pretrain_kinds/vqa_accuracy"] == expected["eval/vqa_accuracy"]
+
+
+def test_secrets_in_the_environment_never_reach_the_run_dir(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """W&B keys and hub tokens live in the environment only: not in saved configs, logs or W&B files."""
+    secrets = {"WANDB_API_KEY": "0123456789abcdef-ptpeft-test-key", "HF_TOKEN": "hf_ptpeftTestTokenDoNotLeak"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    out, _ = run_cli(["train", "method=lora", "task=vqa", "trainer.max_steps=2", "logger=wandb", "logger.mode=offline",
+                      "analysis.enabled=false", "retention.enabled=false", *SMALL_WORLD, *SHORT_RUN],
+                     workdir, monkeypatch, capsys)
+    run_dir = run_dir_of(out)
+    run_dir = run_dir if run_dir.is_absolute() else workdir / run_dir
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any("wandb" in p.parts for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for value in secrets.values():
+            assert value.encode() not in data, f"{value[:6]}... leaked into {path}"

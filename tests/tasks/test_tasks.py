@@ -60,6 +60,8 @@ def test_instruction_comes_from_the_task_unless_the_model_overrides_it(small_wor
     assert get_task(cfg).instruction("what is it?") == "question: what is it? answer:"
     override = {"vqa": "Question: {question} Short answer:"}
     assert get_task(cfg, override).instruction("what is it?") == "Question: what is it? Short answer:"
+    captioning = _task_cfg("captioning", small_world.root.parent)
+    assert get_task(captioning, {"captioning": ""}).instruction(None) == ""  # GIT's empty prompt
 
 
 def test_synthetic_instructions_match_the_pretraining_corpus() -> None:
