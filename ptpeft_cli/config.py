@@ -109,21 +109,41 @@ class MethodConfig:
 
 
 @dataclass
+class SplitFiles:
+    """One split's files, each overriding the official layout under `task.dataset.root`."""
+
+    questions: str | None = None
+    annotations: str | None = None
+    images: str | None = None  # the directory holding the split's images (e.g. .../val2014)
+
+
+@dataclass
 class DatasetConfig:
     kind: str = "synthetic"
-    root: str = "${oc.env:PTPEFT_DATA,data}"  # world cache; relative to the working dir
+    # synthetic: the world cache (relative to the working dir); coco_karpathy / vqav2: the directory
+    # in the official layout (docs/data.md).
+    root: str = "${oc.env:PTPEFT_DATA,data}"
     seed: int = 0
     image_size: int = 64
     n_pretrain: int = 0  # fine-tuning needs no pre-training images (`ptpeft pretrain` makes its own)
     n_train: int = 2000
     n_val: int = 250
     n_test: int = 250
-    # Real data: paths to the official files (see docs/models.md).
-    karpathy_json: str | None = None
-    image_root: str | None = None
+    # Real data (docs/data.md): everything defaults to the official layout under root.
+    image_root: str | None = None  # the folder holding train2014/, val2014/ (default: root)
+    karpathy_json: str | None = None  # default: root/dataset_coco.json
+    use_restval: bool = True  # Karpathy "restval" images join train, as the literature does
+    train_on_val: bool = False  # VQAv2: train on train + val, except the `heldout` val questions
+    heldout: int = 0  # VQAv2 val questions (whole images) kept out of training and evaluated on
+    # Per-split overrides (task.dataset.files.val.annotations=PATH). The VQAv2 splits are listed so
+    # a plain override works (another split name needs `+task.dataset.files.NAME.questions=...`), and
+    # every task has them so configs of different tasks merge (retention probes). `questions` /
+    # `annotations` below apply to every split, `{split}` filled in.
+    files: dict[str, SplitFiles] = field(
+        default_factory=lambda: {split: SplitFiles() for split in ("train", "val", "test-dev", "test")})
     questions: str | None = None
     annotations: str | None = None
-    image_pattern: str | None = None
+    image_pattern: str | None = None  # default COCO_{data_subtype}_{image_id:012d}.jpg
     # Which question set a source with several serves (the synthetic world: `compositional`, the
     # downstream kinds, or `pretrain_kinds`, the ones the embedded model was pre-trained on).
     question_set: str = "compositional"
@@ -136,7 +156,7 @@ class TaskConfig:
     instruction: str = "caption:"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train_split: str = "train"
-    eval_split: str = "test"
+    eval_split: str | None = None  # None: the source's (test for Karpathy and synthetic, val for VQAv2)
     train_limit: int | None = None
     eval_limit: int | None = None
     max_new_tokens: int = 24
@@ -275,6 +295,9 @@ def validate(cfg: Any) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not value > 0:
             raise UserError(f"{key}={value!r} must be > 0")
+    heldout = OmegaConf.select(cfg, "task.dataset.heldout", default=0)
+    if heldout is not None and heldout < 0:
+        raise UserError(f"task.dataset.heldout={heldout!r} must be >= 0 (val questions kept for evaluation)")
     if OmegaConf.select(cfg, "trainer.warmup_ratio", default=0) is not None:
         ratio = OmegaConf.select(cfg, "trainer.warmup_ratio", default=0)
         if not 0 <= ratio < 1:

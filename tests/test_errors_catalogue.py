@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from official_tree import write_official_tree
 
 from ptpeft_cli.cli import main
 
@@ -36,11 +37,21 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("bad-sweep-value", ["train", "-m", "method=lora,bogus"], "Could not find 'method/bogus'"),
     ("cuda-without-gpu", ["train", "hardware=gpu", *TINY[:-1]], "no CUDA device is visible"),
     ("bf16-on-cpu", ["train", "hardware.precision=bf16", "hardware.device=cpu"], "needs CUDA here"),
-    ("vqav2-without-files", ["train", "task=vqa", "task.dataset.kind=vqav2", *TINY],
-     "task.dataset.questions must be set for task.dataset.kind=vqav2"),
-    ("vqav2-missing-file", ["train", "task=vqa", "task.dataset.kind=vqav2", "task.dataset.questions={tmp}/q.json",
-                            "task.dataset.annotations={tmp}/a.json", "task.dataset.image_root={tmp}", *TINY],
-     "task.dataset.questions={tmp}/q.json does not exist"),
+    ("vqav2-without-files", ["train", "task=vqa", "task.dataset.kind=vqav2", "task.dataset.root={tmp}", *TINY],
+     "VQAv2 val questions file not found: {tmp}/v2_OpenEnded_mscoco_val2014_questions.json (from "
+     "task.dataset.root={tmp}); fetch it with: python scripts/fetch_data.py vqav2 --root {tmp}"),
+    ("vqav2-missing-file", ["train", "task=vqa", "task.dataset.kind=vqav2", "task.dataset.files.val.questions={tmp}/q.json",
+                            "task.dataset.image_root={tmp}", *TINY],
+     "VQAv2 val questions file not found: {tmp}/q.json (from task.dataset.files.val.questions={tmp}/q.json)"),
+    ("karpathy-missing-image", ["train", "task.dataset.kind=coco_karpathy", "task.dataset.root={tmp}/official/coco", *TINY],
+     "image not found: {tmp}/official/coco/val2014/COCO_val2014_000000318219.jpg (1 of 4 images of this split are "
+     "missing; image_root={tmp}/official/coco + filepath/filename of dataset_coco.json); fetch it with: "
+     "python scripts/fetch_data.py coco --root {tmp}/official/coco"),
+    ("vqav2-unknown-split", ["train", "task=vqa", "task.dataset.kind=vqav2", "task.dataset.root={tmp}/official/vqa",
+                             "task.dataset.image_root={tmp}/official/coco", "task.eval_split=minival", *TINY], "no split 'minival'; choose one of: train, val, test-dev, test"),
+    ("vqav2-train-on-val-without-heldout", ["train", "task=vqa", "task.dataset.kind=vqav2",
+                                            "task.dataset.root={tmp}/official/vqa", "task.dataset.image_root={tmp}/official/coco",
+                                            "task.dataset.train_on_val=true", *TINY], "set task.dataset.heldout=N"),
     ("task-dataset-mismatch", ["train", "task=captioning", "task.dataset.kind=vqav2", *TINY],
      "task=captioning needs a dataset with captions; task.dataset.kind=vqav2 provides questions"),
     ("karpathy-not-json", ["train", "task.dataset.kind=coco_karpathy", "task.dataset.karpathy_json={tmp}/broken.json",
@@ -80,6 +91,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("bad_inputs")
     (tmp / "broken.json").write_text("{not json")
     (tmp / "dict.json").write_text(json.dumps({"a": 1}))
+    tree = write_official_tree(tmp / "official")
+    tree.image("val2014", tree.karpathy_ids("test")[-1]).unlink()
     shutil.copytree(SHIPPED, tmp / "truncated")
     weights = tmp / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: 100_000])

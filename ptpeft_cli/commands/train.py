@@ -102,7 +102,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
         with watch.section("eval_s"):
             predictions = predict_task(loaded, task, data, cfg, hardware)
-        metrics: dict[str, Any] = task.score(data, predictions)
+        metrics: dict[str, Any] = task.evaluate(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
         if cfg.retention.enabled:
             with watch.section("retention_s"):
@@ -122,6 +122,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics["time/train_s"] = sum(r.seconds for r in results)
         metrics["time/total_s"] = time.perf_counter() - started
         rundir.write_json_atomic(run_dir / rundir.PREDICTIONS_FILE, task.result_file(predictions))
+        if metrics.get("eval/scored", 1) == 0:  # a server split: its answers are not public
+            server_file = run_dir / task.server_file(data)
+            rundir.write_json_atomic(server_file, task.result_file(predictions))
+            print(f"eval split {data.eval_split!r} has no annotations: not scored; "
+                  f"result file for the evaluation server: {server_file}")
         rundir.write_json_atomic(run_dir / rundir.METRICS_FILE, metrics)
         logger.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         logger.summary(metrics)

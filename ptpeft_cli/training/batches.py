@@ -58,4 +58,4 @@ def evaluate_on_task(loaded: LoadedModel, task: Task, data: TaskData, cfg: Any,
                      hardware: Any) -> tuple[dict[int, str], dict[str, float]]:
     """(predictions, `eval/*` metrics) of a loaded model on a task's eval split, as a run makes them."""
     predictions = predict_task(loaded, task, data, cfg, hardware)
-    return predictions, task.score(data, predictions)
+    return predictions, task.evaluate(data, predictions)
