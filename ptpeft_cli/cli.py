@@ -19,18 +19,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from ptpeft_cli.config import register_configs, validate
+from ptpeft_cli import rundir
+from ptpeft_cli.config import conf_dir, register_configs, validate
 from ptpeft_cli.errors import UserError
 
-
-def _conf_dir() -> Path:
-    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
-    in a source checkout (editable install) they are the top-level conf/, their single source."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return packaged if (packaged / "train.yaml").is_file() else Path(__file__).resolve().parent.parent / "conf"
-
-
-CONF_DIR = str(_conf_dir())
+CONF_DIR = str(conf_dir())
 # Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
 COMMAND_CONF_DIR = str(Path(CONF_DIR) / "commands")
 
@@ -93,18 +86,65 @@ def compose_config(config_name: str, overrides: list[str], config_dir: str = CON
     return cfg
 
 
+def sweep_jobs(config_name: str, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job a multirun will launch: the command line's sweeps plus the
+    `hydra.sweeper.params` a config (e.g. an experiment) declares, the command line winning."""
+    try:
+        first = _expand_sweeps(overrides)[0]
+        register_configs()
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            params = compose(config_name=config_name, overrides=first, return_hydra_config=True).hydra.sweeper.params
+        given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+        declared = [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
+        return _expand_sweeps(overrides + declared)
+    except Exception as exc:  # noqa: BLE001 - Hydra raises many types; all are user input here
+        raise UserError(one_line(exc)) from None
+
+
 def _prevalidate(config_name: str, args: list[str]) -> None:
     """Check every job's config before Hydra creates any directory."""
     if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
         return
     overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
     overrides = [a for a in overrides if not a.startswith("+hydra") and not a.startswith("hydra/")]
+    multirun = "-m" in args or "--multirun" in args
     try:
-        combos = _expand_sweeps(overrides)
+        combos = sweep_jobs(config_name, overrides) if multirun else _expand_sweeps(overrides)
+    except UserError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise UserError(one_line(exc)) from None
     for combo in combos:
         compose_config(config_name, combo)
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def resume_args(args: list[str]) -> list[str]:
+    """`ptpeft train resume=DIR [overrides]` -> the run's own overrides plus the given ones, into
+    DIR. Any override that changes the run's config is refused with the keys that differ."""
+    given = [a for a in args if a.startswith("resume=")]
+    if not given:
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise UserError("resume=DIR continues one run; resume the jobs of a sweep one by one")
+    run_dir = Path(given[-1].split("=", 1)[1])
+    saved = rundir.read_config(run_dir)
+    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+    saved_overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+    saved_overrides = [o for o in saved_overrides if not o.startswith("resume=")]
+    extras = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
+    composed = compose_config("train", saved_overrides + [a for a in extras if not a.startswith("-")])
+    before, after = (_flat(OmegaConf.to_container(c, resolve=True)) for c in (saved, composed))
+    differ = sorted(k for k in before.keys() | after.keys() if k != "resume" and before.get(k) != after.get(k))
+    if differ:
+        raise UserError(f"resume={run_dir}: the config would differ from the run's in {', '.join(differ[:10])}; "
+                        "resume with the run's own config (drop those overrides)")
+    return [*saved_overrides, *extras, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
 
 
 def _run_hydra_app(command: str, args: list[str]) -> None:
@@ -112,6 +152,8 @@ def _run_hydra_app(command: str, args: list[str]) -> None:
 
     entry: Callable[[DictConfig], object] = {"train": train_entry, "pretrain": pretrain_entry}[command]
     register_configs()
+    if command == "train":
+        args = resume_args(args)
     _prevalidate(HYDRA_APPS[command], args)
     app = hydra.main(config_path=CONF_DIR, config_name=HYDRA_APPS[command], version_base="1.3")(entry)
     sys.argv = [f"ptpeft {command}", *args]

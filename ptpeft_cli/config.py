@@ -7,10 +7,19 @@ so a typo or a wrong type fails at composition time with a message naming the ke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
+
+
+def conf_dir() -> Path:
+    """Installed from a wheel, the configs sit inside the package (setup.py maps conf/ there);
+    in a source checkout (editable install) they are the top-level conf/, their single source."""
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf" / "train.yaml").is_file() else package.parent / "conf"
+
 
 # Allowed values of fixed choice-like options, checked by `validate` (Hydra checks keys and
 # types); the pluggable parts' choices come from their registries (`choices()`).
@@ -22,6 +31,7 @@ FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "logger.name": ("wandb", "none"),
     "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
+    "trainer.on_nonfinite": ("stop", "skip"),
 }
 
 
@@ -41,11 +51,13 @@ def choices() -> dict[str, tuple[str, ...]]:
 class ModelConfig:
     family: str = "tiny_llava"
     name_or_path: str | None = None  # None: the family's embedded/default checkpoint
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: bf16 on a GPU, fp32 on CPU (a family may pin fp32)
     max_length: int = 64
     # Per-task instruction text for this model (task name -> template with {question}); a task
     # missing here uses its own `task.instruction`.
     instructions: dict[str, str] = field(default_factory=dict)
+    trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
 
 
 @dataclass
@@ -69,6 +81,7 @@ class PrefixOptions:
     mode: str = "input"
     encoder_hidden: int = 128
     projection: bool = True
+    residual: bool = False  # with projection (input mode): prefix = embedding + MLP(embedding), MLP starts at 0
 
 
 @dataclass
@@ -96,21 +109,44 @@ class MethodConfig:
 
 
 @dataclass
+class SplitFiles:
+    """One split's files, each overriding the official layout under `task.dataset.root`."""
+
+    questions: str | None = None
+    annotations: str | None = None
+    images: str | None = None  # the directory holding the split's images (e.g. .../val2014)
+
+
+@dataclass
 class DatasetConfig:
     kind: str = "synthetic"
-    root: str = "${oc.env:PTPEFT_DATA,data}"  # world cache; relative to the working dir
+    # synthetic: the world cache (relative to the working dir); coco_karpathy / vqav2: the directory
+    # in the official layout (docs/data.md).
+    root: str = "${oc.env:PTPEFT_DATA,data}"
     seed: int = 0
     image_size: int = 64
     n_pretrain: int = 0  # fine-tuning needs no pre-training images (`ptpeft pretrain` makes its own)
     n_train: int = 2000
     n_val: int = 250
     n_test: int = 250
-    # Real data: paths to the official files (see docs/models.md).
-    karpathy_json: str | None = None
-    image_root: str | None = None
+    # Real data (docs/data.md): everything defaults to the official layout under root.
+    image_root: str | None = None  # the folder holding train2014/, val2014/ (default: root)
+    karpathy_json: str | None = None  # default: root/dataset_coco.json
+    use_restval: bool = True  # Karpathy "restval" images join train, as the literature does
+    train_on_val: bool = False  # VQAv2: train on train + val, except the `heldout` val questions
+    heldout: int = 0  # VQAv2 val questions (whole images) kept out of training and evaluated on
+    # Per-split overrides (task.dataset.files.val.annotations=PATH). The VQAv2 splits are listed so
+    # a plain override works (another split name needs `+task.dataset.files.NAME.questions=...`), and
+    # every task has them so configs of different tasks merge (retention probes). `questions` /
+    # `annotations` below apply to every split, `{split}` filled in.
+    files: dict[str, SplitFiles] = field(
+        default_factory=lambda: {split: SplitFiles() for split in ("train", "val", "test-dev", "test")})
     questions: str | None = None
     annotations: str | None = None
-    image_pattern: str | None = None
+    image_pattern: str | None = None  # default COCO_{data_subtype}_{image_id:012d}.jpg
+    # Which question set a source with several serves (the synthetic world: `compositional`, the
+    # downstream kinds, or `pretrain_kinds`, the ones the embedded model was pre-trained on).
+    question_set: str = "compositional"
 
 
 @dataclass
@@ -120,7 +156,7 @@ class TaskConfig:
     instruction: str = "caption:"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train_split: str = "train"
-    eval_split: str = "test"
+    eval_split: str | None = None  # None: the source's (test for Karpathy and synthetic, val for VQAv2)
     train_limit: int | None = None
     eval_limit: int | None = None
     max_new_tokens: int = 24
@@ -142,6 +178,9 @@ class TrainerConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
+    checkpoint_every: int = 0  # optimizer steps between mid-stage checkpoints; 0: only at stage ends
+    keep_checkpoints: int = 2  # mid-stage checkpoints kept (stage ends are always kept)
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop the run (exit 1, stage and step named) or skip the step
     # Decode and process each image once and cache the tensors (datasets.map, keyed by the image
     # files and the processor's config) instead of once per batch; identical inputs either way.
     cache_images: bool = True
@@ -174,6 +213,16 @@ class AnalysisConfig:
 
 
 @dataclass
+class RetentionConfig:
+    """What the tuned model can still do that the pre-trained one could: each probe is a task
+    (`task`, default the probe's name) with overrides, scored on `limit` eval examples."""
+
+    enabled: bool = True
+    limit: int = 100
+    probes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainRunConfig:
     model: ModelConfig = MISSING
     method: MethodConfig = MISSING
@@ -182,14 +231,30 @@ class TrainRunConfig:
     hardware: HardwareConfig = MISSING
     logger: LoggerConfig = MISSING
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
+    resume: str | None = None  # a run dir to continue from its last checkpoint (`ptpeft train resume=DIR`)
     stage_cache_dir: str = "${output_root}/.stage_cache"
 
 
+def run_id() -> str:
+    """A short random id in run dir names: runs started in the same second (parallel jobs on
+    one machine) never share a directory. PTPEFT_RUN_ID fixes it (e.g. for all ranks of a job)."""
+    import os
+    import secrets
+
+    return os.environ.get("PTPEFT_RUN_ID") or secrets.token_hex(2)
+
+
 def register_configs() -> None:
-    """Register the schemas so each yaml in conf/ is validated against its dataclass."""
+    """Register the schemas so each yaml in conf/ is validated against its dataclass, and the
+    `run_id` resolver the run dir names use."""
+    from omegaconf import OmegaConf
+
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainRunConfig)
+    if not OmegaConf.has_resolver("run_id"):
+        OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
 
 
 # Options that must be strictly positive when set (None means "not set" for the limits).
@@ -211,6 +276,7 @@ POSITIVE: tuple[str, ...] = (
     "task.num_beams",
     "model.max_length",
     "analysis.max_rows",
+    "retention.limit",
     "method.stage1.lr",
     "method.stage1.max_steps",
     "method.stage2_options.lr",
@@ -232,6 +298,9 @@ def validate(cfg: Any) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None and not value > 0:
             raise UserError(f"{key}={value!r} must be > 0")
+    heldout = OmegaConf.select(cfg, "task.dataset.heldout", default=0)
+    if heldout is not None and heldout < 0:
+        raise UserError(f"task.dataset.heldout={heldout!r} must be >= 0 (val questions kept for evaluation)")
     if OmegaConf.select(cfg, "trainer.warmup_ratio", default=0) is not None:
         ratio = OmegaConf.select(cfg, "trainer.warmup_ratio", default=0)
         if not 0 <= ratio < 1:

@@ -46,6 +46,7 @@ from bench_report import write_report
 from ptpeft_cli.analysis.spectrum import spectrum_metrics
 from ptpeft_cli.cli import compose_config
 from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import freeze_all
 from ptpeft_cli.models import get_family
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.training.batches import predict_task, train_loader, with_cached_images
@@ -102,6 +103,7 @@ class Bench:
         seed_everything(0)
         task, loaded = get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family).load(cfg.model)
         data = with_cached_images(loaded, task.load())
+        freeze_all(loaded.model)  # as `ptpeft train`: the method's stages say what trains
         owner = get_method(method)
         plans = owner.stages(cfg.method, self.settings.steps)
         for index in range(len(plans)):
@@ -264,9 +266,15 @@ class Bench:
         return rows
 
     def paper_quick(self) -> float:
-        ptpeft = Path(sys.executable).with_name("ptpeft")
-        env = {**self.env(), "PTPEFT": str(ptpeft) if ptpeft.exists() else f"{sys.executable} -m ptpeft_cli"}
-        return timed_command(["bash", "scripts/paper.sh", "quick"], env=env, cwd=REPO)[0]
+        """`make paper-quick` as the Makefile runs it (scripts/paper.sh with the venv's ptpeft)."""
+        with tempfile.TemporaryDirectory(prefix="ptpeft-bench-") as tmp:
+            ptpeft = Path(sys.executable).with_name("ptpeft")
+            if not ptpeft.exists():  # not installed as a console script: the same CLI via -m
+                ptpeft = Path(tmp) / "ptpeft"
+                ptpeft.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m ptpeft_cli "$@"\n')
+                ptpeft.chmod(0o755)
+            env = {**self.env(), "PTPEFT": str(ptpeft)}
+            return timed_command(["bash", "scripts/paper.sh", "quick"], env=env, cwd=REPO)[0]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}

@@ -45,7 +45,7 @@ def main() -> None:
 
     from ptpeft_cli.cli import compose_config
     from ptpeft_cli.methods import get_method
-    from ptpeft_cli.methods.base import count_parameters
+    from ptpeft_cli.methods.base import count_parameters, freeze_all
     from ptpeft_cli.models import get_family
     from ptpeft_cli.models.base import LoadedModel
     from ptpeft_cli.models.tiny_llava import IGNORE_INDEX, shipped_checkpoint_dir
@@ -70,6 +70,7 @@ def main() -> None:
     model = LlavaForConditionalGeneration(config).to(hardware.device)
     loaded = LoadedModel(model=model, processor=None, family=get_family("tiny_llava"), extras={"max_length": 64})
     weights = status_mib("VmRSS") - baseline
+    freeze_all(loaded.model)  # as `ptpeft train`: the method's stages say what trains
     plans = method.stages(cfg.method, args.steps)
     for index in range(len(plans)):  # multi-stage methods: measure the last (all parts present)
         method.setup_stage(loaded, cfg.method, index)

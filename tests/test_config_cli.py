@@ -118,3 +118,15 @@ def test_config_options_and_registries_agree(group: str, key: str) -> None:
 def test_registered_part_without_a_yaml_value_is_refused() -> None:
     with pytest.raises(UserError, match="task.name='ocr' is not allowed; choose one of: captioning, vqa"):
         compose_config("train", ["task.name=ocr"])
+
+
+@pytest.mark.parametrize("task", ["captioning", "vqa"])
+def test_paper_experiments_expand_to_every_method_and_seed(task: str) -> None:
+    from ptpeft_cli.cli import sweep_jobs
+
+    jobs = sweep_jobs("train", [f"experiment=paper_{task}"])
+    methods = ["none", "full", "lora", "adapter", "prefix", "pt_peft", "pt_adapter"]
+    assert sorted(jobs) == sorted([f"experiment=paper_{task}", f"method={m}", f"trainer.seed={s}"]
+                                  for m in methods for s in (0, 1, 2))
+    quick = sweep_jobs("train", [f"experiment=paper_{task}", "trainer.seed=0"])  # the command line wins
+    assert len(quick) == len(methods) and all("trainer.seed=0" in job for job in quick)

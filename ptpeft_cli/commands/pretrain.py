@@ -25,15 +25,17 @@ from ptpeft_cli.training.hardware import resolve_hardware
 
 
 def world_probe_set(world_root: Path, world_spec: Any = None, split: str = "test") -> ProbeSet:
-    """The synthetic world's held-out split, read from its official-format files."""
+    """The synthetic world's held-out split, read from its official-format files: the questions
+    of the kinds the model is pre-trained on (the compositional default task is downstream-only,
+    so it would not measure pre-training)."""
     from PIL import Image
 
     from ptpeft_cli.synthetic.world import Scene
     from ptpeft_cli.synthetic.writer import WorldSpec, ensure_world
 
     paths = ensure_world(Path(world_root), world_spec or WorldSpec())
-    questions = json.loads(paths.vqa_questions(split).read_text())["questions"]
-    annotations = json.loads(paths.vqa_annotations(split).read_text())["annotations"]
+    questions = json.loads(paths.vqa_questions(split, "pretrain_kinds").read_text())["questions"]
+    annotations = json.loads(paths.vqa_annotations(split, "pretrain_kinds").read_text())["annotations"]
     scenes_raw = json.loads(paths.scenes_json.read_text())
     image_ids = sorted({int(q["image_id"]) for q in questions})
     scenes = {i: Scene.from_dict(scenes_raw[str(i)]) for i in image_ids}

@@ -16,27 +16,24 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ptpeft_cli import rundir
-from ptpeft_cli.errors import UserError
+from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.base import Method, count_parameters
+from ptpeft_cli.methods.base import freeze_all
 from ptpeft_cli.models import get_family
-from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tables import key_value_table
 from ptpeft_cli.tasks import get_task
-from ptpeft_cli.tasks.base import Task, TaskData
-from ptpeft_cli.training import stage_cache
 from ptpeft_cli.training.batches import (
     predict_task,
     teacher_forced_eval_batches,
-    train_loader,
     with_cached_images,
 )
-from ptpeft_cli.training.hardware import Hardware, resolve_hardware, seed_everything
-from ptpeft_cli.training.loop import StageResult, run_stage
+from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
+from ptpeft_cli.training.retention import retention_metrics
 from ptpeft_cli.training.run_logger import RunLogger
+from ptpeft_cli.training.stages import train_stages
 from ptpeft_cli.training.timing import Stopwatch
 
 log = logging.getLogger("ptpeft")
@@ -57,9 +54,17 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
             (run_dir / rundir.ERROR_FILE).write_text(f"{error}\n")
             log.error("job failed: %s", error)
             return None
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not cfg.get("resume"):  # a resumed run dir holds earlier work: never delete it
+            shutil.rmtree(run_dir, ignore_errors=True)
         print(f"ptpeft: error: {error}", file=sys.stderr)
         raise SystemExit(UserError.exit_code) from None
+    except RunStopped as stopped:
+        (run_dir / rundir.ERROR_FILE).write_text(f"{stopped}\n")
+        if sweeping:
+            log.error("job stopped: %s", stopped)
+            return None
+        print(f"ptpeft: run stopped: {stopped}\nrun dir: {run_dir}", file=sys.stderr)
+        raise SystemExit(RunStopped.exit_code) from None
     except Exception:
         (run_dir / rundir.ERROR_FILE).write_text(traceback.format_exc())
         if not sweeping:
@@ -81,6 +86,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     with watch.section("data_s"):
         data = task.load()
     loaded = family.load(cfg.model)
+    freeze_all(loaded.model)  # a base model trains nothing until a method's stage says what
     loaded.model.to(hardware.device)
     if cfg.trainer.cache_images:
         with watch.section("data_s"):
@@ -99,15 +105,17 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # Re-seed so the analysis' forward passes never change what training draws (method inits,
         # dropout): a run trains identically with analysis on or off.
         seed_everything(cfg.trainer.seed)
-        results = train_stages(cfg, method, task, loaded, data, hardware, logger, watch)
-        trainable, total = count_parameters(loaded.model)
+        results, (trainable, total) = train_stages(cfg, method, task, loaded, data, hardware, logger, watch, run_dir)
         method.save(loaded, run_dir / rundir.WEIGHTS_DIR)
 
         with watch.section("eval_s"):
             predictions = predict_task(loaded, task, data, cfg, hardware)
         with watch.section("score_s"):
-            metrics: dict[str, Any] = task.score(data, predictions)
+            metrics: dict[str, Any] = task.evaluate(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
+        if cfg.retention.enabled:
+            with watch.section("retention_s"):
+                metrics.update(retention_metrics(loaded, cfg, hardware))
         if base_features is not None:
             from ptpeft_cli.analysis.runner import analyze_run, collect_run_features
 
@@ -123,6 +131,11 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics["time/train_s"] = sum(r.seconds for r in results)
         metrics["time/total_s"] = time.perf_counter() - started
         rundir.write_json_atomic(run_dir / rundir.PREDICTIONS_FILE, task.result_file(predictions))
+        if metrics.get("eval/scored", 1) == 0:  # a server split: its answers are not public
+            server_file = run_dir / task.server_file(data)
+            rundir.write_json_atomic(server_file, task.result_file(predictions))
+            print(f"eval split {data.eval_split!r} has no annotations: not scored; "
+                  f"result file for the evaluation server: {server_file}")
         rundir.write_json_atomic(run_dir / rundir.METRICS_FILE, metrics)
         logger.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         logger.summary(metrics)
@@ -131,68 +144,3 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     summary = [k for k in (*(key for key, _ in task.report_columns), *SHARED_SUMMARY_KEYS) if k in metrics]
     print("\n" + key_value_table(metrics, summary))
     return metrics
-
-
-def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedModel, data: TaskData,
-                 hardware: Hardware, logger: RunLogger, watch: Stopwatch) -> list[StageResult]:
-    """Run the method's stages in order; a cached stage (PT-PEFT stage 1) is loaded, not retrained."""
-    plans = method.stages(cfg.method, cfg.trainer.max_steps)
-    loader = train_loader(loaded, task, data, cfg.trainer, pin_memory=hardware.device.type == "cuda")
-    results: list[StageResult] = []
-    global_step = 0
-    for index, plan in enumerate(plans):
-        cache_key = stage_cache_key(cfg, method, index, len(plans))
-        cache_dir = Path(cfg.stage_cache_dir)
-        entry = stage_cache.lookup(cache_dir, cache_key) if cache_key else None
-        if entry is not None:
-            # The stage's weights are the method's own save format: loading them reproduces the
-            # model as it was after the stage; the next setup_stage builds on it.
-            log.info("stage %s: reusing cached stage from %s", plan.name, entry)
-            print(f"[{plan.name}] reusing cached stage {cache_key[:12]} ({entry})")
-            method.load(loaded, cfg.method, entry)
-            loaded.model.to(hardware.device)
-            logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
-            continue
-        method.setup_stage(loaded, cfg.method, index)
-        loaded.model.to(hardware.device)
-        trainable, total = count_parameters(loaded.model)
-        log.info("stage %s: %d trainable of %d parameters (%.3f%%)", plan.name, trainable, total,
-                 100 * trainable / total)
-        print(f"[{plan.name}] params/trainable={trainable} params/total={total}")
-
-        def log_row(row: dict, offset: int = global_step) -> None:
-            logger.log(row, step=offset + row["step_in_stage"])
-
-        with watch.section("train_loop_s"):
-            result = run_stage(loaded.model, loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
-                               grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
-                               warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
-                               max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
-                               log_every=cfg.trainer.log_every, log=log_row)
-        results.append(result)
-        global_step += plan.max_steps
-        if cache_key:
-            stage_cache.store(cache_dir, cache_key, lambda d: method.save(loaded, d),
-                              {"stage": plan.name, "method": cfg.method.label})
-            logger.log({"stage": plan.name, "stage/cache_hit": 0}, step=global_step)
-    return results
-
-
-# What determines a stage besides the method: the training data and schedule, not eval settings.
-_DATA_KEYS = ("name", "instruction", "dataset", "train_split", "train_limit")
-_SCHEDULE_KEYS = ("max_steps", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm",
-                  "scheduler")
-
-
-def stage_cache_key(cfg: DictConfig, method: Method, index: int, n_stages: int) -> str | None:
-    """Only non-final stages of multi-stage methods are cached (PT-PEFT's stage 1)."""
-    if n_stages < 2 or index == n_stages - 1:
-        return None
-    task = OmegaConf.to_container(cfg.task, resolve=True)
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    data_id = {k: task[k] for k in _DATA_KEYS}
-    schedule = {k: trainer[k] for k in _SCHEDULE_KEYS}
-    schedule["precision"] = cfg.hardware.precision
-    model_id = OmegaConf.to_container(cfg.model, resolve=True)
-    return method.stage_fingerprint(model_id=str(model_id), data_id=str(data_id), cfg=cfg.method,
-                                    seed=int(cfg.trainer.seed), schedule=schedule, stage=index)

@@ -8,12 +8,13 @@ synthetic world. Images are stored as paths and decoded lazily by `datasets.Imag
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from ptpeft_cli.errors import UserError
+from ptpeft_cli.errors import MissingData, UserError
 
 # Karpathy's "restval" images are conventionally trained on together with "train".
 _KARPATHY_TRAIN_SPLITS = ("train", "restval")
@@ -23,7 +24,7 @@ def read_json(path: Path, what: str) -> Any:
     """Parsed JSON, or a UserError naming the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{what} file not found: {path}")
+        raise MissingData(f"{what} file not found: {path}")
     try:
         with path.open(encoding="utf-8") as handle:
             return json.load(handle)
@@ -40,10 +41,19 @@ def require_keys(record: Any, keys: tuple[str, ...], path: Path, where: str) -> 
         raise UserError(f"{path}: {where} lacks key(s) {missing}")
 
 
-def check_first_image(image_paths: list[str], hint: str) -> None:
-    """Fail early, with the pattern to fix, when images are not where the config says."""
-    if image_paths and not Path(image_paths[0]).is_file():
-        raise UserError(f"image not found: {image_paths[0]} ({hint})")
+def check_images(image_paths: list[str], hint: str) -> None:
+    """Every image a split names must be on disk before anything trains: a run that dies on a
+    missing JPEG hours in is worse than a second of `os.path.exists` over the (unique) paths now.
+    Nothing is decoded. The message names the first missing path and, when its whole directory is
+    absent (the usual case: an image zip not unpacked), says so."""
+    unique = list(dict.fromkeys(image_paths))
+    missing = [path for path in unique if not os.path.exists(path)]
+    if not missing:
+        return
+    directory = Path(missing[0]).parent
+    why = (f"directory {directory} does not exist" if not directory.is_dir()
+           else f"{len(missing)} of {len(unique)} images of this split are missing")
+    raise MissingData(f"image not found: {missing[0]} ({why}; {hint})", images=True)
 
 
 def lazy_image_dataset(columns: dict[str, list[Any]], features: dict[str, Any]) -> datasets.Dataset:
@@ -54,13 +64,14 @@ def lazy_image_dataset(columns: dict[str, list[Any]], features: dict[str, Any]) 
 
 
 def load_karpathy_captions(
-    karpathy_json: Path, image_root: Path, split: str, limit: int | None = None
+    karpathy_json: Path, image_root: Path, split: str, limit: int | None = None,
+    use_restval: bool = True,
 ) -> datasets.Dataset:
     """Images of one Karpathy split with their raw reference captions (first `limit` images).
 
     Columns: image_id (cocoid), image (lazy), captions, file_name. The image path is
     image_root/filepath/filename, as in the real file (filepath "val2014"). Split "train" also
-    takes "restval" images, the usual Karpathy training set.
+    takes "restval" images unless `use_restval` is false: the usual Karpathy training set.
     """
     karpathy_json = Path(karpathy_json)
     data = read_json(karpathy_json, "Karpathy captions")
@@ -72,7 +83,7 @@ def load_karpathy_captions(
     allowed = sorted(set(present) | ({"train"} if "restval" in present else set()))
     if split not in allowed:
         raise UserError(f"split {split!r} is not in {karpathy_json}; allowed: {allowed}")
-    wanted = _KARPATHY_TRAIN_SPLITS if split == "train" else (split,)
+    wanted = _KARPATHY_TRAIN_SPLITS if split == "train" and use_restval else (split,)
     columns: dict[str, list[Any]] = {"image_id": [], "image": [], "captions": [], "file_name": []}
     for entry in entries:
         require_keys(
@@ -89,7 +100,9 @@ def load_karpathy_captions(
         columns["file_name"].append(str(entry["filename"]))
         if limit is not None and len(columns["image_id"]) >= limit:
             break
-    check_first_image(columns["image"], f"image_root={image_root} + filepath/filename")
+    if not columns["image"]:
+        raise MissingData(f"split {split!r} of {karpathy_json} holds no images")
+    check_images(columns["image"], f"image_root={image_root} + filepath/filename of {karpathy_json.name}")
     return lazy_image_dataset(
         columns,
         {
@@ -121,7 +134,7 @@ def load_pretrain_corpus(
         columns["image"].append(str(Path(image_root) / entry["image"]))
         columns["instruction"].append(instruction)
         columns["response"].append(str(turns[1]["value"]))
-    check_first_image(columns["image"], f"image_root={image_root} + the entry's image")
+    check_images(columns["image"], f"image_root={image_root} + the entry's image")
     return lazy_image_dataset(
         columns,
         {

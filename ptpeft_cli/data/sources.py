@@ -8,10 +8,12 @@ that shape and a new task works on every source that has its shape.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ptpeft_cli.errors import UserError
+from ptpeft_cli.errors import MissingData, UserError
 
 if TYPE_CHECKING:
     import datasets
@@ -22,6 +24,8 @@ class DataSource:
 
     kind: ClassVar[str]
     formats: ClassVar[frozenset[str]]
+    # The split evaluated when `task.eval_split` is not set: the one the literature reports on.
+    default_eval_split: ClassVar[str] = "test"
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
@@ -31,6 +35,17 @@ class DataSource:
 
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
         raise UserError(f"task.dataset.kind={self.kind} holds no questions")
+
+    def official_split(self, split: str) -> str:
+        """The split's name in the official files and on evaluation servers (VQAv2 test-dev ->
+        test-dev2015); it names result files written for a server."""
+        return split
+
+    def check_question_set(self) -> None:
+        """Official files hold one question set; asking for another is a mistake, not a no-op."""
+        if str(getattr(self.cfg, "question_set", "compositional")) != "compositional":
+            raise UserError(f"task.dataset.question_set={self.cfg.question_set!r}: task.dataset.kind={self.kind} "
+                            "has one question set (leave question_set at its default)")
 
     def grounded_caption_metrics(self, split: str, captions: dict[int, str]) -> dict[str, float]:
         """Metrics that need ground truth beyond reference captions; real data has none."""
@@ -44,39 +59,20 @@ class DataSource:
         return Path(datasets.config.HF_DATASETS_CACHE) / "ptpeft"
 
 
-def require_path(cfg: Any, key: str, split: str | None = None) -> Path:
-    """A configured file or directory that must exist; `{split}` in it is filled with the split."""
-    value = getattr(cfg, key, None)
-    if not value:
-        raise UserError(f"task.dataset.{key} must be set for task.dataset.kind={cfg.kind}")
-    resolved = Path(str(value).replace("{split}", split) if split else str(value))
-    if not resolved.exists():
-        raise UserError(f"task.dataset.{key}={resolved} does not exist")
-    return resolved
+def require_path(path: Path, what: str, origin: str, images: bool = False) -> Path:
+    """`path` if it exists; else MissingData naming what was expected, where, and the config key
+    it came from (`origin`, e.g. "task.dataset.root=/data/coco"), so the user knows what to fix."""
+    if not path.exists():
+        raise MissingData(f"{what} not found: {path} (from {origin})", images=images)
+    return path
 
 
-class KarpathyCaptions(DataSource):
-    """COCO captions through the Karpathy split file (`dataset_coco.json`) and an image root."""
-
-    kind = "coco_karpathy"
-    formats = frozenset({"captions"})
-
-    def captions(self, split: str, limit: int | None) -> datasets.Dataset:
-        from ptpeft_cli.data.coco import load_karpathy_captions
-
-        return load_karpathy_captions(require_path(self.cfg, "karpathy_json"), require_path(self.cfg, "image_root"),
-                                      split, limit=limit)
-
-
-class Vqav2Questions(DataSource):
-    """VQAv2 question / annotation files per split and the COCO images they refer to."""
-
-    kind = "vqav2"
-    formats = frozenset({"questions"})
-
-    def questions(self, split: str, limit: int | None) -> datasets.Dataset:
-        from ptpeft_cli.data.vqa import load_vqa
-
-        pattern = self.cfg.image_pattern or "COCO_val2014_{image_id:012d}.jpg"
-        return load_vqa(require_path(self.cfg, "questions", split), require_path(self.cfg, "annotations", split),
-                        require_path(self.cfg, "image_root", split), pattern, limit=limit)
+@contextmanager
+def fetch_hint(files: str, images: str) -> Iterator[None]:
+    """Add the `scripts/` helper that fetches what is missing to any MissingData raised inside
+    (`files` for annotation files, `images` for images): the loaders know paths, the source knows
+    which download lays them out."""
+    try:
+        yield
+    except MissingData as error:
+        raise MissingData(f"{error}; fetch it with: {images if error.images else files}", error.images) from None

@@ -54,9 +54,10 @@ def matching_linears(model: nn.Module, regex: str) -> list[str]:
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     matched = [name for name in linears if pattern.fullmatch(name)]
     if not matched:
-        allowed = "\n  ".join(generalised_module_names(linears))
+        allowed = ", ".join(generalised_module_names(linears))
         raise UserError(
-            f"LoRA target regex {regex!r} matches no Linear module. Linear modules in this model:\n  {allowed}"
+            f"LoRA target regex {regex!r} (method.lora.target_modules) matches no Linear module; "
+            f"Linear modules in this model: {allowed}"
         )
     return matched
 

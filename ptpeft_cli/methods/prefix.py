@@ -14,11 +14,17 @@ for generation alike, because every call reaches the decoder stack:
 - it extends the 2-D attention mask by L ones and shifts given position ids by L (text starts at
   position L, as in peft, whose kv-prefix we reproduce exactly);
 - a forward hook strips the L prefix positions from the outputs (`input` mode), so logits and
-  labels keep their length and generation returns new tokens only.
+  labels keep their length and generation returns new tokens only. The prefix sits right before
+  the stack's own input positions: a stack that puts image tokens in front itself (GIT) keeps
+  them first.
+Stacks called with positional arguments are bound to keywords; the family provides the cache
+the kv prefix starts (`family.prefix_cache`) and may refuse a mode (`family.prefix_modes`).
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +54,19 @@ class PrefixEncoder(nn.Module):
 
     `projection=True`: embedding (L, token_dim) -> Linear -> tanh -> Linear -> (L, out_dim).
     `projection=False`: the embedding *is* the output (L, out_dim). `merge_()` turns the first
-    into the second once training is over."""
+    into the second once training is over. `residual=True` (input prefixes, where token_dim ==
+    out_dim) outputs embedding + MLP(embedding) with the MLP's last layer zero-initialised: the
+    prefix starts as the real word embeddings it is initialised with, and the MLP learns a
+    correction (residual reparameterisation, Razdaibiedina et al. 2023), instead of starting from
+    random MLP outputs."""
 
     def __init__(
-        self, length: int, token_dim: int, out_dim: int, encoder_hidden: int, projection: bool
+        self, length: int, token_dim: int, out_dim: int, encoder_hidden: int, projection: bool,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.projection = projection
+        self.residual = bool(residual and projection and token_dim == out_dim)
         self.embedding = nn.Embedding(length, token_dim if projection else out_dim)
         self.mlp = (
             nn.Sequential(
@@ -63,10 +75,15 @@ class PrefixEncoder(nn.Module):
             if projection
             else None
         )
+        if self.residual:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self) -> torch.Tensor:
         weight = self.embedding.weight
-        return self.mlp(weight) if self.mlp is not None else weight
+        if self.mlp is None:
+            return weight
+        return weight + self.mlp(weight) if self.residual else self.mlp(weight)
 
     @torch.no_grad()
     def merge_(self) -> None:
@@ -79,7 +96,19 @@ class PrefixEncoder(nn.Module):
         )
         self.embedding.weight.copy_(merged)
         self.mlp = None
-        self.projection = False
+        self.projection = self.residual = False
+
+
+def as_keywords(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments by parameter name (the hooks read and rewrite them by name)."""
+    bound = inspect.signature(module.forward).bind_partial(*args, **kwargs)
+    named: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            raise RuntimeError(f"prefix tuning cannot bind {type(module).__name__}'s *{name}")
+        named.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+    return named
 
 
 class PrefixTuner(nn.Module):
@@ -95,6 +124,7 @@ class PrefixTuner(nn.Module):
         head_dim: int,
         encoder_hidden: int,
         projection: bool,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.mode, self.length = mode, length
@@ -109,9 +139,14 @@ class PrefixTuner(nn.Module):
             "head_dim": head_dim,
             "encoder_hidden": encoder_hidden,
             "projection": projection,
+            "residual": residual,
         }
-        self.encoder = PrefixEncoder(length, hidden, out_dim, encoder_hidden, projection)
-        self._prepended: list[bool] = []
+        self.encoder = PrefixEncoder(length, hidden, out_dim, encoder_hidden, projection, residual)
+        # Per call: the stack's own input length if a prefix was prepended, else None.
+        self._prepended: list[int | None] = []
+        self.cache_factory: Callable[[nn.Module], Any] = lambda stack: DynamicCache(
+            config=stack.config
+        )
 
     # --- what the decoder stack sees -------------------------------------------------------
     def kv_states(self, batch: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -128,16 +163,15 @@ class PrefixTuner(nn.Module):
     def pre_hook(
         self, module: nn.Module, args: tuple, kwargs: dict[str, Any]
     ) -> tuple[tuple, dict[str, Any]]:
-        if args:
-            raise RuntimeError(
-                f"prefix tuning needs {type(module).__name__} to be called with keyword arguments"
-            )
+        if args:  # e.g. GitModel and BlipTextModel get `input_ids` positionally
+            args, kwargs = (), as_keywords(module, args, kwargs)
         cache_key = (
             "past_key_values" if "past_key_values" in kwargs and "cache" not in kwargs else "cache"
         )
         cache = kwargs.get(cache_key)
         first = cache is None or cache.get_seq_length() == 0
         embeds = kwargs.get("inputs_embeds")
+        own_length = (embeds if embeds is not None else kwargs["input_ids"]).shape[1]
         if first and self.mode == "input":
             if embeds is None:
                 embeds = module.get_input_embeddings()(kwargs["input_ids"])
@@ -148,9 +182,10 @@ class PrefixTuner(nn.Module):
             self._refuse_checkpointing(module)
             batch = (embeds if embeds is not None else kwargs["input_ids"]).shape[0]
             dtype = embeds.dtype if embeds is not None else next(module.parameters()).dtype
-            cache = cache if cache is not None else DynamicCache(config=module.config)
+            cache = cache if cache is not None else self.cache_factory(module)
+            target = getattr(cache, "self_attention_cache", cache)  # BLIP: not cross-attention's
             for layer_idx, (key, value) in enumerate(self.kv_states(batch, dtype)):
-                cache.update(key, value, layer_idx)
+                target.update(key, value, layer_idx)
             kwargs[cache_key] = cache
         if kwargs.get("attention_mask") is not None:
             kwargs["attention_mask"] = self._extend_mask(kwargs["attention_mask"])
@@ -158,18 +193,23 @@ class PrefixTuner(nn.Module):
             kwargs["position_ids"] = self._shift_positions(
                 kwargs["position_ids"], first and self.mode == "input"
             )
-        self._prepended.append(first and self.mode == "input")
+        self._prepended.append(own_length if first and self.mode == "input" else None)
         return args, kwargs
 
     def post_hook(self, module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
-        if not self._prepended.pop():
+        own_length = self._prepended.pop()
+        if own_length is None:
             return output
-        length = self.length
+
+        def strip(hidden: torch.Tensor) -> torch.Tensor:
+            start = hidden.shape[1] - own_length - self.length
+            return torch.cat([hidden[:, :start], hidden[:, start + self.length :]], dim=1)
+
         if isinstance(output, tuple):
-            return (output[0][:, length:], *output[1:])
-        output.last_hidden_state = output.last_hidden_state[:, length:]
+            return (strip(output[0]), *output[1:])
+        output.last_hidden_state = strip(output.last_hidden_state)
         if getattr(output, "hidden_states", None) is not None:
-            output.hidden_states = tuple(h[:, length:] for h in output.hidden_states)
+            output.hidden_states = tuple(strip(h) for h in output.hidden_states)
         return output
 
     def _extend_mask(self, mask: torch.Tensor) -> torch.Tensor:
@@ -199,7 +239,8 @@ class PrefixTuner(nn.Module):
             and any(getattr(sub, "gradient_checkpointing", False) for sub in module.modules())
         ):
             raise UserError(
-                "prefix.mode=kv does not work with gradient checkpointing; use prefix.mode=input"
+                "prefix.mode=kv does not work with gradient checkpointing "
+                "(model.gradient_checkpointing=true); use prefix.mode=input"
             )
 
 
@@ -220,9 +261,29 @@ def build_prefix(loaded: LoadedModel, meta: dict[str, Any]) -> PrefixTuner:
     return PrefixTuner(**meta).to(reference.device, reference.dtype)
 
 
+def check_prefix_mode(loaded: LoadedModel, mode: str) -> None:
+    """Refuse, before training, a mode the family cannot run or kv with gradient checkpointing."""
+    family = loaded.family
+    if mode not in family.prefix_modes:
+        raise UserError(
+            f"model family {family.name} does not support method.prefix.mode={mode} "
+            f"(supported: {', '.join(family.prefix_modes) or 'none'})"
+        )
+    if mode == "kv" and any(
+        getattr(m, "gradient_checkpointing", False) for m in loaded.model.modules()
+    ):
+        raise UserError(
+            f"model family {family.name}: method.prefix.mode=kv does not work with "
+            "model.gradient_checkpointing=true (checkpointed layers drop the prefix cache); "
+            "use prefix.mode=input or turn checkpointing off"
+        )
+
+
 def attach_prefix(loaded: LoadedModel, tuner: PrefixTuner) -> PrefixTuner:
     """Register `tuner` on the model (so it trains, moves and saves with it) and hook the stack."""
+    check_prefix_mode(loaded, tuner.mode)
     stack = loaded.family.language_model(loaded.model)
+    tuner.cache_factory = loaded.family.prefix_cache
     loaded.model.add_module(PREFIX_ATTR, tuner)
     stack.register_forward_pre_hook(tuner.pre_hook, with_kwargs=True)
     stack.register_forward_hook(tuner.post_hook, with_kwargs=True)
@@ -244,6 +305,7 @@ def prefix_meta(loaded: LoadedModel, cfg: MethodConfig) -> dict[str, Any]:
         "head_dim": int(getattr(text_cfg, "head_dim", None) or hidden // heads),
         "encoder_hidden": int(cfg.prefix.encoder_hidden),
         "projection": bool(cfg.prefix.projection),
+        "residual": bool(cfg.prefix.residual),
     }
 
 
@@ -277,6 +339,7 @@ def apply_prefix(loaded: LoadedModel, cfg: MethodConfig) -> PrefixTuner:
     existing = find_prefix(loaded.model)
     if existing is not None:
         return existing
+    check_prefix_mode(loaded, cfg.prefix.mode)
     tuner = build_prefix(loaded, prefix_meta(loaded, cfg))
     init_from_vocabulary(loaded, tuner)
     return attach_prefix(loaded, tuner)
@@ -289,7 +352,7 @@ def save_prefix(loaded: LoadedModel, out_dir: Path) -> None:
     state = {
         name: param.detach().contiguous().cpu() for name, param in tuner.encoder.named_parameters()
     }
-    meta = {**tuner.meta, "projection": tuner.encoder.projection}  # False once merged
+    meta = {**tuner.meta, "projection": tuner.encoder.projection, "residual": tuner.encoder.residual}  # False once merged
     save_tensors(state, Path(out_dir) / WEIGHTS_FILE, meta)
 
 

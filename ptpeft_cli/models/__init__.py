@@ -7,6 +7,12 @@ from ptpeft_cli.registry import Registry
 
 FAMILIES: Registry[ModelFamily] = Registry("model.family", {
     "tiny_llava": "ptpeft_cli.models.tiny_llava:TinyLlavaFamily",
+    "llava15": "ptpeft_cli.models.llava15:Llava15Family",
+    "qwen2_vl": "ptpeft_cli.models.qwen2_vl:Qwen2VLFamily",
+    "blip2_opt": "ptpeft_cli.models.blip2_opt:Blip2OptFamily",
+    "git": "ptpeft_cli.models.git:GitFamily",
+    "blip": "ptpeft_cli.models.blip:BlipFamily",
+    "hf": "ptpeft_cli.models.hf:HFFamily",
 })
 
 

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import operator
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
+
+from ptpeft_cli.errors import UserError
+
+T = TypeVar("T")
+
+
+def load_checkpoint(load: Callable[[], T], path: object) -> T:
+    """Run a `from_pretrained` call; a missing, truncated or foreign checkpoint is the user's
+    input, so it becomes one line naming the path and the cause instead of a traceback."""
+    try:
+        return load()
+    except Exception as error:  # noqa: BLE001 - transformers/safetensors raise many types here
+        cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load model.name_or_path={path}: {cause}") from None
 
 
 @dataclass
@@ -104,6 +119,15 @@ class ModelFamily(ABC):
     @abstractmethod
     def full_trainable(self, name: str, train_vision: bool) -> bool:
         """Whether parameter `name` is trained by `method=full`."""
+
+    # Prefix modes the family's decoder stack supports (methods/prefix.py refuses the others).
+    prefix_modes: tuple[str, ...] = ("input", "kv")
+
+    def prefix_cache(self, stack: nn.Module) -> Any:
+        """A fresh cache for the kv prefix of a forward that brings none (training)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(config=stack.config)
 
     # Dotted attribute path from the bare transformers model to the vision->text projector.
     projector_path: str | None = None

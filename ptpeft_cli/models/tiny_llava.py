@@ -1,7 +1,9 @@
-"""`model.family=tiny_llava`: the embedded tiny LLaVA (and the base for real LLaVA families).
+"""`model.family=tiny_llava`: the embedded tiny LLaVA, shipped pre-trained in the package.
 
-Family knowledge lives in class attributes (prompt templates, LoRA regexes, where the language
-model sits) so a real-checkpoint family such as LLaVA-1.5 subclasses this with a few lines.
+A LLaVA-layout `HFFamily` (see hf.py for tokenising, label masking and generation) with a
+word-level tokenizer that adds no BOS, plain-text prompts, fp32 everywhere (2.4M parameters
+gain nothing from bf16) and the shipped checkpoint as its default `model.name_or_path`. It
+implements `image_inputs`, so its pixels are processed once and cached (data/image_cache.py).
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from transformers import AutoProcessor, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.models.base import LoadedModel, ModelFamily
+from ptpeft_cli.models.base import LoadedModel
+from ptpeft_cli.models.hf import IGNORE_INDEX, HFFamily, pad_sequences
 
-IGNORE_INDEX = -100
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-           "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+__all__ = ["IGNORE_INDEX", "TinyLlavaFamily", "pad_sequences", "shipped_checkpoint_dir"]
 
 
 def shipped_checkpoint_dir(family: str = "tiny_llava") -> Path:
@@ -27,152 +27,35 @@ def shipped_checkpoint_dir(family: str = "tiny_llava") -> Path:
     return Path(str(resources.files("ptpeft_cli.models") / "checkpoints" / family))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The bare transformers model under a peft wrapper (methods may wrap it)."""
-    while hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-def pad_sequences(sequences: list[list[int]], value: int, left: bool) -> torch.Tensor:
-    """Pad int sequences to the longest; `left` for generation batches."""
-    width = max(len(seq) for seq in sequences)
-    rows = [([value] * (width - len(s)) + s) if left else (s + [value] * (width - len(s)))
-            for s in sequences]
-    return torch.tensor(rows, dtype=torch.long)
-
-
-class TinyLlavaFamily(ModelFamily):
+class TinyLlavaFamily(HFFamily):
     """LlavaForConditionalGeneration with a word-level tokenizer and plain text prompts."""
 
     name = "tiny_llava"
+    model_class = LlavaForConditionalGeneration
     default_lora_targets = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)"
     default_lora_mlp_targets = r".*language_model.*\.(gate_proj|up_proj|down_proj)"
+    projector_path = "model.multi_modal_projector"
     # Plain text around the task's instruction (the tiny model has no chat template).
     prompt_template = "<image> {instruction}"
-    # The tiny tokenizer adds no BOS itself; real Llama tokenizers do (set False there).
-    prepend_bos = True
-    # Separator between prompt and target when they are tokenised apart.
-    target_separator = " "
+    prepend_bos = True  # the word-level tokenizer adds no BOS itself
+    gpu_dtype = torch.float32
 
-    # --- loading -------------------------------------------------------------------------
+    def image_inputs(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor]:
+        """`pixel_values`, one row per image, exactly as `processor(images=...)` makes them (the
+        CLIP processor treats each image alone), so they can be processed once and cached."""
+        pixels = loaded.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixels}
+
     def default_checkpoint(self) -> Path:
         return shipped_checkpoint_dir(self.name)
 
-    def load(self, model_cfg: Any) -> LoadedModel:
-        path = getattr(model_cfg, "name_or_path", None) or self.default_checkpoint()
-        if not Path(path).exists() and getattr(model_cfg, "name_or_path", None) is None:
+    def checkpoint(self, model_cfg: Any) -> str:
+        path = getattr(model_cfg, "name_or_path", None)
+        if path:
+            return str(path)
+        shipped = self.default_checkpoint()
+        if not shipped.exists():
             raise UserError(
-                f"no shipped {self.name} checkpoint at {path}; build it with `ptpeft pretrain`"
+                f"no shipped {self.name} checkpoint at {shipped}; build it with `ptpeft pretrain`"
             )
-        dtype_name = str(getattr(model_cfg, "dtype", "auto"))
-        dtype = _DTYPES.get(dtype_name, torch.float32)
-        try:
-            model = LlavaForConditionalGeneration.from_pretrained(str(path), dtype=dtype)
-            processor = AutoProcessor.from_pretrained(str(path))
-        except OSError as error:
-            raise UserError(f"cannot load model.name_or_path={path}: {error}") from error
-        model.eval()
-        max_length = int(getattr(model_cfg, "max_length", 64))
-        return LoadedModel(model=model, processor=processor, family=self,
-                           extras={"max_length": max_length, "path": str(path)})
-
-    # --- text ----------------------------------------------------------------------------
-    def prompt(self, instruction: str) -> str:
-        return self.prompt_template.format(instruction=instruction)
-
-    def image_inputs(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor]:
-        return self.process_images(loaded, images)
-
-    def process_images(self, loaded: LoadedModel, images: list[Any]) -> dict[str, torch.Tensor]:
-        """`pixel_values` (one row per image) exactly as `processor(images=...)` makes them."""
-        return {"pixel_values": loaded.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]}
-
-    def encode(
-        self,
-        loaded: LoadedModel,
-        images: list[Any] | None,
-        prompts: list[str],
-        targets: list[str] | None = None,
-        image_inputs: dict[str, torch.Tensor] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Prompt and target are tokenised apart (LLaVA-training style) so the label mask is
-        exact; the processor expands each `<image>` into its patch placeholders. With cached
-        `image_inputs` the processor's own placeholder expansion runs on them, so ids match."""
-        processor = loaded.processor
-        tokenizer = processor.tokenizer
-        texts = [(tokenizer.bos_token if self.prepend_bos else "") + p for p in prompts]
-        if image_inputs is None:
-            image_inputs = self.process_images(loaded, images)
-        replacements = [processor.replace_image_token(image_inputs, i) for i in range(len(texts))]
-        texts, _ = processor.get_text_with_replacements(texts, replacements)
-        # Each distinct prompt once (a captioning batch has one): tokenising the expanded image
-        # placeholders was most of a batch's collation time.
-        distinct = list(dict.fromkeys(texts))
-        ids_of = dict(zip(distinct, tokenizer(distinct)["input_ids"], strict=True))
-        prompt_ids = [ids_of[text] for text in texts]
-        pad_id = tokenizer.pad_token_id
-        out: dict[str, torch.Tensor] = {"pixel_values": image_inputs["pixel_values"]}
-        if targets is None:
-            out["input_ids"] = pad_sequences(prompt_ids, pad_id, left=True)
-            out["attention_mask"] = pad_sequences([[1] * len(s) for s in prompt_ids], 0, left=True)
-            return out
-        max_length = int(loaded.extras.get("max_length", 64))
-        target_ids = tokenizer([self.target_separator + t for t in targets], add_special_tokens=False)["input_ids"]
-        sequences, labels = [], []
-        for ids, tokens in zip(prompt_ids, target_ids, strict=True):
-            tokens = tokens[: max(1, max_length - 1)] + [tokenizer.eos_token_id]
-            sequences.append(ids + tokens)
-            labels.append([IGNORE_INDEX] * len(ids) + tokens)
-        out["input_ids"] = pad_sequences(sequences, pad_id, left=False)
-        out["attention_mask"] = pad_sequences([[1] * len(s) for s in sequences], 0, left=False)
-        out["labels"] = pad_sequences(labels, IGNORE_INDEX, left=False)
-        return out
-
-    def decode(self, loaded: LoadedModel, token_ids: torch.Tensor) -> list[str]:
-        texts = loaded.processor.tokenizer.batch_decode(token_ids, skip_special_tokens=True)
-        return [" ".join(text.split()) for text in texts]
-
-    @torch.inference_mode()
-    def generate(
-        self,
-        loaded: LoadedModel,
-        batch: dict[str, torch.Tensor],
-        max_new_tokens: int = 24,
-        num_beams: int = 1,
-    ) -> list[str]:
-        """Greedy (num_beams=1) or beam search on a left-padded `encode(...)` batch."""
-        model = loaded.model
-        device = next(model.parameters()).device
-        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-        tokenizer = loaded.processor.tokenizer
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return self.decode(loaded, new_tokens.cpu())
-
-    # --- structure -----------------------------------------------------------------------
-    def language_model(self, model: nn.Module) -> nn.Module:
-        return _unwrap(model).model.language_model
-
-    def projector(self, model: nn.Module) -> nn.Module:
-        """The vision-to-language projector (representation analysis can include it)."""
-        return _unwrap(model).model.multi_modal_projector
-
-    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
-        return self.language_model(model).layers
-
-    def adapter_points(self, layer: nn.Module) -> tuple[nn.Module, nn.Module]:
-        return layer.self_attn, layer.mlp
-
-    def full_trainable(self, name: str, train_vision: bool) -> bool:
-        """Language model, lm_head and projector always; the vision tower only on request."""
-        if "vision_tower" in name:
-            return train_vision
-        return True
+        return str(shipped)

@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ptpeft_cli.errors import UserError
+from ptpeft_cli.reporting.plots import save_bar_chart
 from ptpeft_cli.rundir import RunRecord, find_runs
 from ptpeft_cli.tables import markdown_table, write_csv
 from ptpeft_cli.tasks import TASKS
@@ -35,7 +36,7 @@ def _stat(values: list[float], percent: bool = False) -> str:
     return f"{mean:.4g} ± {statistics.stdev(values) * scale:.2g}"
 
 
-def _order(label: str) -> tuple[int, str]:
+def method_order(label: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(label) if label in METHOD_ORDER else len(METHOD_ORDER), label)
 
 
@@ -47,13 +48,21 @@ def task_table(task: str, runs: list[RunRecord], columns: list[tuple[str, str]] 
         groups[(run.model, run.label)].append(run)
     header = ["model", "method", "seeds"] + [title for _, title in columns]
     rows = []
-    for (model, label), members in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+    for (model, label), members in sorted(groups.items(), key=lambda kv: (kv[0][0], method_order(kv[0][1]))):
         row = [model, label, str(len(members))]
         for key, _ in columns:
             values = [float(r.metrics[key]) for r in members if key in r.metrics]
             row.append(_stat(values, percent=key == "params/trainable_share"))
         rows.append(row)
     return header, rows
+
+
+def retention_columns(runs: list[RunRecord]) -> list[tuple[str, str]]:
+    """`retention/<probe>/<metric>` columns present in any run: each probe's task headline (any
+    registered task's) and grounding, in a stable order."""
+    suffixes = [TASKS.get(name).headline_metric.split("/", 1)[1] for name in TASKS.names()] + ["object_precision"]
+    present = {key for run in runs for key in run.metrics if key.startswith("retention/")}
+    return [(key, key.removeprefix("retention/")) for key in sorted(present) if key.rsplit("/", 1)[1] in suffixes]
 
 
 def build_report(roots: list[Path], out_dir: Path) -> str:
@@ -73,6 +82,13 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
         metric = TASKS.get(task).headline_metric.split("/", 1)[1]
         sources = ", ".join(sorted({str(r.path.parent) for r in finished}))
         sections.append(f"### {task} ({metric}; mean ± std over seeds)\n\n{table}\n\nRuns: {sources}\n")
+        retention = retention_columns(finished)
+        if retention:
+            ret_header, ret_rows = task_table(task, finished, [*TASKS.get(task).report_columns[:1], *retention])
+            write_csv(out_dir / f"{task}_retention.csv", ret_header, ret_rows)
+            sections.append(f"#### {task}: retention (pre-trained abilities after tuning; the `none` row is the "
+                            f"zero-shot value)\n\n{markdown_table(ret_header, ret_rows)}\n")
+        save_bar_chart(task, finished, TASKS.get(task).headline_metric, out_dir / f"{task}.png", method_order)
         rep_header, rep_rows = task_table(task, finished, REPRESENTATION)
         write_csv(out_dir / f"{task}_representation.csv", rep_header, rep_rows)
         sections.append(f"#### {task}: representation space (final-norm output, centred; ratio = tuned / "

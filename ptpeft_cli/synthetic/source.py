@@ -12,6 +12,7 @@ import datasets
 from ptpeft_cli.data.coco import load_karpathy_captions
 from ptpeft_cli.data.sources import DataSource
 from ptpeft_cli.data.vqa import load_vqa
+from ptpeft_cli.errors import UserError
 from ptpeft_cli.synthetic.writer import WorldPaths, WorldSpec, ensure_world
 
 
@@ -24,14 +25,18 @@ class SyntheticWorld(DataSource):
         cfg = self.cfg
         spec = WorldSpec(seed=cfg.seed, image_size=cfg.image_size, n_pretrain=cfg.n_pretrain,
                          n_train=cfg.n_train, n_val=cfg.n_val, n_test=cfg.n_test)
-        return ensure_world(Path(cfg.root), spec)
+        try:
+            return ensure_world(Path(cfg.root), spec)
+        except OSError as error:
+            raise UserError(f"task.dataset.root={cfg.root} cannot hold the synthetic world "
+                            f"({error.strerror or error}); point it (or PTPEFT_DATA) at a writable directory") from None
 
     def captions(self, split: str, limit: int | None) -> datasets.Dataset:
         return load_karpathy_captions(self.paths.karpathy_json, self.paths.root, split, limit=limit)
 
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
-        paths = self.paths
-        return load_vqa(paths.vqa_questions(split), paths.vqa_annotations(split), paths.root,
+        paths, kind = self.paths, str(self.cfg.question_set)
+        return load_vqa(paths.vqa_questions(split, kind=kind), paths.vqa_annotations(split, kind=kind), paths.root,
                         paths.image_pattern(split), limit=limit)
 
     def cache_dir(self) -> Path:

@@ -202,7 +202,9 @@ def coco_captions(scene: Scene, rng: Rng, n: int = 5) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Question:
+class Question:
+    """One question with its canonical answer (questions.py builds these too)."""
+
     text: str
     question_type: str
     answer_type: str
@@ -238,25 +240,25 @@ def _pick_unique(rng: Rng, scene: Scene, attribute: str) -> SceneObject | None:
     return candidates[int(rng.integers(len(candidates)))] if candidates else None
 
 
-def _colour_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question | None:
+def _colour_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question | None:
     obj = _pick_unique(rng, scene, "shape")
     if obj is None:
         return None
     text = _wording(_COLOUR_WORDINGS, rng, paraphrase).format(obj.shape)
     wrong = tuple(c for c in vocabulary.COLOURS if c != obj.colour)
-    return _Question(text, "what color is the", "other", obj.colour, wrong)
+    return Question(text, "what color is the", "other", obj.colour, wrong)
 
 
-def _shape_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question | None:
+def _shape_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question | None:
     obj = _pick_unique(rng, scene, "colour")
     if obj is None:
         return None
     text = _wording(_SHAPE_WORDINGS, rng, paraphrase).format(obj.colour)
     wrong = tuple(s for s in vocabulary.SHAPES if s != obj.shape)
-    return _Question(text, "what shape is the", "other", obj.shape, wrong)
+    return Question(text, "what shape is the", "other", obj.shape, wrong)
 
 
-def _count_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question:
+def _count_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question:
     """How many objects, or how many of one colour / shape (sometimes an absent one: 0)."""
     kind = _pick(rng, ("all", "colour", "shape"))
     if kind == "colour":
@@ -271,10 +273,10 @@ def _count_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question:
         count = len(scene.objects)
         text = _wording(_COUNT_WORDINGS, rng, paraphrase)
     wrong = tuple(str(c) for c in (count - 1, count + 1) if 0 <= c <= vocabulary.MAX_OBJECTS)
-    return _Question(text, "how many", "number", str(count), wrong)
+    return Question(text, "how many", "number", str(count), wrong)
 
 
-def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question:
+def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question:
     """Half the questions are answered yes (coin flip first, then a question that fits it)."""
     want_yes = bool(rng.random() < 0.5)
     answer, wrong = ("yes", ("no",)) if want_yes else ("no", ("yes",))
@@ -282,7 +284,7 @@ def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question:
     if obj is not None and rng.random() < 0.3:  # "is the circle red?"
         others = [c for c in _COLOUR_NAMES if c != obj.colour]
         colour = obj.colour if want_yes else _pick(rng, others)
-        return _Question(f"is the {obj.shape} {colour}?", "is the", "yes/no", answer, wrong)
+        return Question(f"is the {obj.shape} {colour}?", "is the", "yes/no", answer, wrong)
     present = {(o.colour, o.shape) for o in scene.objects}
     if want_yes:
         colour, shape = sorted(present)[int(rng.integers(len(present)))]
@@ -295,10 +297,10 @@ def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question:
     article = _article(colour)
     text = _wording(_THERE_IS_WORDINGS, rng, paraphrase).format(f"{article} {colour} {shape}")
     question_type = "is there a" if article == "a" else "is there"
-    return _Question(text, question_type, "yes/no", answer, wrong)
+    return Question(text, question_type, "yes/no", answer, wrong)
 
 
-def _position_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question | None:
+def _position_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question | None:
     """Left-or-right / top-or-bottom, asked only about an object that is not in the middle."""
     options = [(o, "h") for o in scene.objects if o.horizontal != "middle"]
     options += [(o, "v") for o in scene.objects if o.vertical != "middle"]
@@ -312,7 +314,7 @@ def _position_question(scene: Scene, rng: Rng, paraphrase: bool) -> _Question | 
         answer, wrong = obj.vertical, "bottom" if obj.vertical == "top" else "top"
         wordings = _TOP_BOTTOM_WORDINGS
     text = _wording(wordings, rng, paraphrase).format(f"{obj.colour} {obj.shape}")
-    return _Question(text, "is the", "other", answer, (wrong,))
+    return Question(text, "is the", "other", answer, (wrong,))
 
 
 _QUESTION_BUILDERS = {"colour": _colour_question, "shape": _shape_question,
@@ -321,7 +323,7 @@ _QUESTION_BUILDERS = {"colour": _colour_question, "shape": _shape_question,
 QUESTION_KINDS: tuple[str, ...] = tuple(_QUESTION_BUILDERS)
 
 
-def _questions(scene: Scene, rng: Rng, paraphrase_probability: float) -> dict[str, _Question]:
+def _questions(scene: Scene, rng: Rng, paraphrase_probability: float) -> dict[str, Question]:
     """One question per kind that has an unambiguous answer in this scene."""
     built = {kind: build(scene, rng, bool(rng.random() < paraphrase_probability))
              for kind, build in _QUESTION_BUILDERS.items()}
@@ -364,7 +366,7 @@ def _answer_synonym(answer: str) -> str | None:
     return {v: k for k, v in vocabulary.COLOUR_SYNONYMS.items()}.get(answer)
 
 
-def _human_answers(question: _Question, rng: Rng) -> tuple[list[str], list[str]]:
+def human_answers(question: Question, rng: Rng) -> tuple[list[str], list[str]]:
     """Ten answers: the canonical answer is always the majority (>= 5 of 10); up to 3 use a
     synonym ("two", "grey") and up to 2 are wrong, as careless annotators are."""
     n_wrong = min(int(rng.binomial(10, _NOISE_PROBABILITY)), 2)
@@ -388,7 +390,7 @@ def vqa_items(scene: Scene, rng: Rng) -> list[VQAItem]:
     items = []
     for kind in chosen:
         question = questions[kind]
-        answers, confidences = _human_answers(question, rng)
+        answers, confidences = human_answers(question, rng)
         items.append(VQAItem(question.text, question.question_type, question.answer_type,
                              answers, confidences))
     return items

@@ -1,8 +1,12 @@
 """Write the synthetic world to disk once, in the official COCO / Karpathy / VQAv2 / LLaVA formats.
 
 Writing to the official formats means the synthetic default and the real datasets are read by
-the same loaders. The world lives in `root/<fingerprint>/`, written into a temp dir and renamed
-into place, so a crashed or concurrent writer never leaves a half-written world behind.
+the same loaders. Each downstream split has two VQAv2 file pairs on the same images: the default
+one holds the compositional kinds the pre-training corpus never asks (synthetic/questions.py, the
+task with headroom), the `pretrain_kinds` one the kinds the model was pre-trained on (a retention
+probe: can the tuned model still do what it could before?). The world lives in
+`root/<fingerprint>/`, written into a temp dir and renamed into place, so a crashed or
+concurrent writer never leaves a half-written world behind.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ptpeft_cli.errors import UserError
+from ptpeft_cli.synthetic.questions import compositional_items
 from ptpeft_cli.synthetic.text import coco_captions, pretrain_texts, tokenize, vqa_items
 from ptpeft_cli.synthetic.world import render, sample_scene
 
 # Bump when the bytes written for the same spec change (templates, rendering, layout).
-FORMAT_VERSION = 1
+# 2: the default VQA files hold the compositional kinds; pre-training kinds moved to their own pair.
+FORMAT_VERSION = 2
 DOWNSTREAM_SPLITS: tuple[str, ...] = ("train", "val", "test")
 PRETRAIN_SPLIT = "pretrain"
 # Fixed id blocks per split: a split's images do not change when another split's size does.
@@ -38,6 +44,10 @@ SPLIT_ID_OFFSET: dict[str, int] = {
     PRETRAIN_SPLIT: 10_000_000,
 }
 QUESTION_ID_FACTOR = 1000  # VQAv2 convention: question_id = image_id * 1000 + k
+# The VQA file pairs of a downstream split: the default task, then the retention probe.
+VQA_KINDS: tuple[str, ...] = ("compositional", "pretrain_kinds")
+# Question ids of the pretrain_kinds files start at k = 500, so ids never clash between the two.
+_VQA_ID_START: dict[str, int] = {"compositional": 0, "pretrain_kinds": 500}
 COMPLETE_MARKER = "COMPLETE"
 _SPLIT_ID_BLOCK = 1_000_000
 _CHUNK = 256
@@ -111,11 +121,18 @@ class WorldPaths:
     def caption_annotations(self, split: str) -> Path:
         return self.root / "annotations" / f"captions_{split}.json"
 
-    def vqa_questions(self, split: str) -> Path:
-        return self.root / "vqa" / f"v2_OpenEnded_mscoco_{split}_questions.json"
+    def _vqa_dir(self, kind: str) -> Path:
+        if kind not in VQA_KINDS:
+            raise UserError(f"unknown VQA question kind {kind!r}; known: {', '.join(VQA_KINDS)}")
+        return self.root / "vqa" if kind == "compositional" else self.root / "vqa" / kind
 
-    def vqa_annotations(self, split: str) -> Path:
-        return self.root / "vqa" / f"v2_mscoco_{split}_annotations.json"
+    def vqa_questions(self, split: str, kind: str = "compositional") -> Path:
+        """VQAv2 questions of `split`; kind="pretrain_kinds" is the retention probe's file."""
+        return self._vqa_dir(kind) / f"v2_OpenEnded_mscoco_{split}_questions.json"
+
+    def vqa_annotations(self, split: str, kind: str = "compositional") -> Path:
+        """VQAv2 annotations of `split`; kind="pretrain_kinds" is the retention probe's file."""
+        return self._vqa_dir(kind) / f"v2_mscoco_{split}_annotations.json"
 
     def image_pattern(self, split: str) -> str:
         """Image path pattern relative to `root`, as `load_vqa` takes it."""
@@ -153,8 +170,10 @@ def _make_chunk(job: tuple[str, str, int, int, list[int]]) -> list[dict[str, Any
         if split == PRETRAIN_SPLIT:
             record["pairs"] = pretrain_texts(scene, rng)
         else:
+            # Order matters: captions and pre-training kinds draw from rng exactly as in format 1.
             record["captions"] = coco_captions(scene, rng)
-            record["vqa"] = [asdict(item) for item in vqa_items(scene, rng)]
+            record["vqa_pretrain_kinds"] = [asdict(item) for item in vqa_items(scene, rng)]
+            record["vqa_compositional"] = [asdict(item) for item in compositional_items(scene, rng)]
         records.append(record)
     return records
 
@@ -205,8 +224,10 @@ class _Documents:
         self.scenes: dict[str, Any] = {}
         self.karpathy: list[dict[str, Any]] = []
         self.captions = {s: {"images": [], "annotations": []} for s in DOWNSTREAM_SPLITS}
-        self.questions: dict[str, list[dict[str, Any]]] = {s: [] for s in DOWNSTREAM_SPLITS}
-        self.answers: dict[str, list[dict[str, Any]]] = {s: [] for s in DOWNSTREAM_SPLITS}
+        self.questions: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (s, k): [] for s in DOWNSTREAM_SPLITS for k in VQA_KINDS}
+        self.answers: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (s, k): [] for s in DOWNSTREAM_SPLITS for k in VQA_KINDS}
         self.corpus: list[dict[str, Any]] = []
         self._next_sentid = 0
 
@@ -228,7 +249,8 @@ class _Documents:
                 )
             return
         self._add_captions(split, image_id, file_name, record["captions"])
-        self._add_vqa(split, image_id, record["vqa"])
+        for kind in VQA_KINDS:
+            self._add_vqa(split, kind, image_id, record[f"vqa_{kind}"])
 
     def _add_captions(self, split: str, image_id: int, file_name: str, captions: list[str]) -> None:
         imgid = len(self.karpathy)
@@ -257,10 +279,10 @@ class _Documents:
             for c, s in zip(captions, sentids, strict=True)
         ]
 
-    def _add_vqa(self, split: str, image_id: int, items: list[dict[str, Any]]) -> None:
-        for k, item in enumerate(items):
+    def _add_vqa(self, split: str, kind: str, image_id: int, items: list[dict[str, Any]]) -> None:
+        for k, item in enumerate(items, start=_VQA_ID_START[kind]):
             question_id = image_id * QUESTION_ID_FACTOR + k
-            self.questions[split].append(
+            self.questions[split, kind].append(
                 {"image_id": image_id, "question": item["question"], "question_id": question_id}
             )
             answers = [
@@ -269,7 +291,7 @@ class _Documents:
                     zip(item["answers"], item["answer_confidences"], strict=True)
                 )
             ]
-            self.answers[split].append(
+            self.answers[split, kind].append(
                 {
                     "question_type": item["question_type"],
                     "multiple_choice_answer": Counter(item["answers"]).most_common(1)[0][0],
@@ -279,6 +301,30 @@ class _Documents:
                     "question_id": question_id,
                 }
             )
+
+    def _write_vqa(self, paths: WorldPaths, split: str, kind: str, info: dict[str, Any],
+                   license_: dict[str, str]) -> None:
+        _write_json(
+            paths.vqa_questions(split, kind),
+            {
+                "info": info,
+                "task_type": "Open-Ended",
+                "data_type": "mscoco",
+                "license": license_,
+                "data_subtype": split,
+                "questions": self.questions[split, kind],
+            },
+        )
+        _write_json(
+            paths.vqa_annotations(split, kind),
+            {
+                "info": info,
+                "license": license_,
+                "data_type": "mscoco",
+                "data_subtype": split,
+                "annotations": self.answers[split, kind],
+            },
+        )
 
     def write(self, paths: WorldPaths) -> None:
         info = _info(self.spec)
@@ -292,27 +338,8 @@ class _Documents:
                 paths.caption_annotations(split),
                 {"info": info, "licenses": [license_], "type": "captions", **self.captions[split]},
             )
-            _write_json(
-                paths.vqa_questions(split),
-                {
-                    "info": info,
-                    "task_type": "Open-Ended",
-                    "data_type": "mscoco",
-                    "license": license_,
-                    "data_subtype": split,
-                    "questions": self.questions[split],
-                },
-            )
-            _write_json(
-                paths.vqa_annotations(split),
-                {
-                    "info": info,
-                    "license": license_,
-                    "data_type": "mscoco",
-                    "data_subtype": split,
-                    "annotations": self.answers[split],
-                },
-            )
+            for kind in VQA_KINDS:
+                self._write_vqa(paths, split, kind, {**info, "question_kinds": kind}, license_)
         _write_json(paths.pretrain_json, self.corpus)
         _write_json(paths.scenes_json, self.scenes)
         _write_json(paths.spec_json, {"format_version": FORMAT_VERSION, **asdict(self.spec)})

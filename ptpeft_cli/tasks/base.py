@@ -44,13 +44,16 @@ class Task(ABC):
     id_key: ClassVar[str]
     answer_key: ClassVar[str]
     headline_metric: ClassVar[str]
+    # The eval column holding the references; a split without it (VQAv2 test-dev) is not scored here.
+    reference_column: ClassVar[str]
     # (metrics.json key, column title) of the task's own columns in reports, headline first.
     report_columns: ClassVar[tuple[tuple[str, str], ...]]
 
     def __init__(self, cfg: Any, instructions: Any = None) -> None:
         self.cfg = cfg
         override = dict(instructions or {}).get(self.name)
-        self.instruction_template: str = str(override or cfg.instruction)
+        # An empty override is a real choice (GIT captions from an empty prompt).
+        self.instruction_template: str = str(cfg.instruction if override is None else override)
 
     # --- what the model is asked ------------------------------------------------------------
     def instruction(self, question: str | None) -> str:
@@ -70,14 +73,16 @@ class Task(ABC):
     def load(self) -> TaskData:
         """Training rows (one per target) and evaluation rows, built with cached `datasets.map`."""
         source = self.source()
+        eval_split = str(self.cfg.eval_split or source.default_eval_split)
+        # The (smaller) eval split first: a split the source cannot serve fails before train is read.
+        evaluation = self.read(source, eval_split, self.cfg.eval_limit)
         train = self.read(source, str(self.cfg.train_split), self.cfg.train_limit)
-        evaluation = self.read(source, str(self.cfg.eval_split), self.cfg.eval_limit)
         if len(train) == 0 or len(evaluation) == 0:
-            empty = self.cfg.train_split if len(train) == 0 else self.cfg.eval_split
+            empty = self.cfg.train_split if len(train) == 0 else eval_split
             raise UserError(f"task={self.name}: split {empty!r} of task.dataset.kind={source.kind} is empty")
         train = train.map(self.training_rows, batched=True, remove_columns=train.column_names)
         evaluation = evaluation.map(self.eval_rows, batched=True)
-        return TaskData(train=train, eval=evaluation, source=source, eval_split=str(self.cfg.eval_split))
+        return TaskData(train=train, eval=evaluation, source=source, eval_split=eval_split)
 
     @abstractmethod
     def read(self, source: DataSource, split: str, limit: int | None) -> datasets.Dataset:
@@ -100,6 +105,18 @@ class Task(ABC):
     @abstractmethod
     def score(self, data: TaskData, predictions: dict[int, str]) -> dict[str, float]:
         """Flat `eval/*` metrics of predictions (example_id -> text) on the whole eval split."""
+
+    def evaluate(self, data: TaskData, predictions: dict[int, str]) -> dict[str, float]:
+        """`score` where the eval split has references; else only `eval/scored=0`: server splits
+        (VQAv2 test-dev / test-std) ship questions without answers, and their predictions go to
+        the evaluation server in the file `server_file` names."""
+        if self.reference_column not in data.eval.column_names:
+            return {"eval/scored": 0}
+        return self.score(data, predictions)
+
+    def server_file(self, data: TaskData) -> str:
+        """The result file name an evaluation server expects for the eval split."""
+        return f"{self.name}_{data.source.official_split(data.eval_split)}_results.json"
 
     @abstractmethod
     def score_files(self, predictions: Path, annotations: Path, questions: Path | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ class CaptioningTask(Task):
     data_format = "captions"
     id_key, answer_key = "image_id", "caption"
     headline_metric = "eval/CIDEr"
+    reference_column = "captions"
     report_columns = (("eval/CIDEr", "CIDEr"), ("eval/Bleu_4", "BLEU-4"), ("eval/METEOR", "METEOR"),
                       ("eval/ROUGE_L", "ROUGE-L"), ("eval/object_precision", "obj. prec."))
 

@@ -14,8 +14,8 @@ from ptpeft_cli.registry import Registry
 
 SOURCES: Registry[DataSource] = Registry("task.dataset.kind", {
     "synthetic": "ptpeft_cli.synthetic.source:SyntheticWorld",
-    "coco_karpathy": "ptpeft_cli.data.sources:KarpathyCaptions",
-    "vqav2": "ptpeft_cli.data.sources:Vqav2Questions",
+    "coco_karpathy": "ptpeft_cli.data.official:KarpathyCaptions",
+    "vqav2": "ptpeft_cli.data.official:Vqav2Questions",
 })
 
 

@@ -17,6 +17,7 @@ class VqaTask(Task):
     data_format = "questions"
     id_key, answer_key = "question_id", "answer"
     headline_metric = "eval/vqa_accuracy"
+    reference_column = "answers"
     report_columns = (("eval/vqa_accuracy", "VQA acc."), ("eval/vqa_accuracy/yes/no", "yes/no"),
                       ("eval/vqa_accuracy/number", "number"), ("eval/vqa_accuracy/other", "other"))
 
@@ -45,6 +46,10 @@ class VqaTask(Task):
         metrics.update({f"eval/vqa_accuracy/{k}": float(v) for k, v in result["perAnswerType"].items()})
         metrics.update({f"eval/vqa_accuracy/type/{k}": float(v) for k, v in result["perQuestionType"].items()})
         return metrics
+
+    def server_file(self, data: TaskData) -> str:
+        """The VQA challenge's name: vqa_[task_type]_[dataset]_[datasubset]_[alg_name]_results.json."""
+        return f"vqa_OpenEnded_mscoco_{data.source.official_split(data.eval_split)}_ptpeft_results.json"
 
     def score_files(self, predictions: Path, annotations: Path, questions: Path | None) -> dict[str, Any]:
         from ptpeft_cli.evaluation.score import score_vqa_files

@@ -15,6 +15,7 @@ from ptpeft_cli.data.image_cache import build_image_store, image_paths, with_ima
 from ptpeft_cli.evaluation.generation import predict
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
+from ptpeft_cli.training.loop import ResumableRandomSampler
 
 
 def prompt_fn(loaded: LoadedModel, task: Task) -> Callable[[str | None], str]:
@@ -51,11 +52,12 @@ def with_cached_images(loaded: LoadedModel, data: TaskData) -> TaskData:
 
 def train_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any, pin_memory: bool = False
                  ) -> DataLoader:
-    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly.
-    `pin_memory` for CUDA (asynchronous copies with `non_blocking`)."""
+    """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly (and a
+    checkpoint can record and restore the position: ResumableRandomSampler). `pin_memory` for
+    CUDA (asynchronous copies with `non_blocking`)."""
     generator = torch.Generator().manual_seed(int(trainer.seed))
-    return DataLoader(data.train, batch_size=trainer.batch_size, shuffle=True, drop_last=True,
-                      generator=generator, num_workers=trainer.num_workers, pin_memory=pin_memory,
+    return DataLoader(data.train, batch_size=trainer.batch_size, sampler=ResumableRandomSampler(len(data.train), generator),
+                      drop_last=True, generator=generator, num_workers=trainer.num_workers, pin_memory=pin_memory,
                       collate_fn=TeacherForcingCollator(encode_fn(loaded), prompt_fn(loaded, task), data.images))
 
 
@@ -85,4 +87,4 @@ def evaluate_on_task(loaded: LoadedModel, task: Task, data: TaskData, cfg: Any,
                      hardware: Any) -> tuple[dict[int, str], dict[str, float]]:
     """(predictions, `eval/*` metrics) of a loaded model on a task's eval split, as a run makes them."""
     predictions = predict_task(loaded, task, data, cfg, hardware)
-    return predictions, task.score(data, predictions)
+    return predictions, task.evaluate(data, predictions)

@@ -4,7 +4,6 @@ is a model, an endless batch source, and optionally its own loss and parameter g
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -13,10 +12,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from ptpeft_cli.errors import RunStopped
 from ptpeft_cli.training.hardware import Hardware
 
 
@@ -56,20 +56,34 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 LossFn = Callable[[Any], torch.Tensor]
 
 
+class NonFiniteLoss(Exception):
+    def __init__(self, loss: float) -> None:
+        super().__init__(f"non-finite loss {loss}")
+        self.loss = loss
+
+
 def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.optim.Optimizer,
                lr_scheduler: object, hardware: Hardware, max_grad_norm: float,
-               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None) -> torch.Tensor:
-    """One optimizer step over `micro_batches` (gradient accumulation). Returns each micro-batch's
-    share of the mean loss, detached and still on the device: reading it (`float`) would wait for
-    the device every step, so the loop reads losses only when it logs.
-    Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`."""
+               scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None,
+               skip_nonfinite: bool = False) -> float:
+    """One optimizer step over `micro_batches` (gradient accumulation). Returns the mean loss.
+    Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`.
+
+    A NaN/inf loss never reaches the weights: it raises NonFiniteLoss, or with `skip_nonfinite`
+    the step is dropped (the schedule still advances, so the run's length is unchanged)."""
     optimizer.zero_grad(set_to_none=True)
-    parts = []
+    total = 0.0
     for micro in micro_batches:
         with hardware.autocast():
             loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) / len(micro_batches)
         (scaler.scale(loss) if scaler else loss).backward()
-        parts.append(loss.detach())
+        total += float(loss.detach())
+    if not math.isfinite(total):
+        optimizer.zero_grad(set_to_none=True)
+        if not skip_nonfinite:
+            raise NonFiniteLoss(total)
+        lr_scheduler.step()
+        return total
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
@@ -80,29 +94,70 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
     else:
         optimizer.step()
     lr_scheduler.step()
-    return torch.stack(parts)
-
-
-def step_loss(parts: list[float]) -> float:
-    """A step's loss from its micro-batch shares, summed in Python floats in order (the value
-    the loop has always logged)."""
-    total = 0.0
-    for part in parts:
-        total += part
     return total
 
 
-def cycle(loader: Iterable[Any], start_epoch: int = 0) -> Iterator[Any]:
-    """Endless batches; each epoch of a DataLoader reshuffles from its seeded generator. An
-    iterator (e.g. a sampler drawing batches forever) is used as it is."""
-    if isinstance(loader, Iterator):
-        yield from loader
-        return
-    for epoch in itertools.count(start_epoch):
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        yield from loader
+class ResumableRandomSampler(Sampler[int]):
+    """torch's RandomSampler order for a seeded generator, plus a data position a checkpoint can
+    record (generator state at the epoch's start, examples consumed) and restore without loading
+    a single example."""
+
+    def __init__(self, size: int, generator: torch.Generator) -> None:
+        self.size, self.generator = size, generator
+        self.epoch_state: torch.Tensor | None = None
+        self._restore: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        skip = 0
+        if self._restore is not None:
+            self.generator.set_state(self._restore["epoch_state"])
+            skip, self._restore = int(self._restore["consumed"]), None
+        self.epoch_state = self.generator.get_state()
+        yield from torch.randperm(self.size, generator=self.generator).tolist()[skip:]
+        # RandomSampler draws one more (empty-sliced) permutation at the end of every epoch; so do
+        # we, so that the generator advances exactly as before and runs keep their data order.
+        torch.randperm(self.size, generator=self.generator)
+
+    def restore(self, position: dict[str, Any]) -> None:
+        """The next epoch continues the recorded one where it stopped."""
+        self._restore = position
+
+
+class BatchStream:
+    """Endless batches from a loader, one fresh epoch per stage; knows its data position."""
+
+    def __init__(self, loader: Iterable[Any], position: dict[str, Any] | None = None) -> None:
+        self.loader = loader
+        self.sampler = getattr(loader, "sampler", None)
+        self.batch_size = getattr(loader, "batch_size", None) or 1
+        self.in_epoch = 0
+        if position is not None:
+            if not isinstance(self.sampler, ResumableRandomSampler):
+                raise ValueError("this loader cannot resume a data position")
+            self.sampler.restore(position)
+            self.in_epoch = int(position["consumed"]) // self.batch_size
+        self._batches = self._endless()
+
+    def _endless(self) -> Iterator[Any]:
+        if isinstance(self.loader, Iterator):
+            yield from self.loader
+            return
+        while True:
+            for batch in self.loader:
+                self.in_epoch += 1
+                yield batch
+            self.in_epoch = 0
+
+    def __next__(self) -> Any:
+        return next(self._batches)
+
+    def position(self) -> dict[str, Any] | None:
+        if not isinstance(self.sampler, ResumableRandomSampler) or self.sampler.epoch_state is None:
+            return None
+        return {"epoch_state": self.sampler.epoch_state, "consumed": self.in_epoch * self.batch_size}
 
 
 def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str, lr: float, max_steps: int,
@@ -110,31 +165,60 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
               max_grad_norm: float, hardware: Hardware, log_every: int,
               log: Callable[[dict], None], loss_fn: LossFn | None = None,
               param_groups: list[dict[str, Any]] | None = None, batch_size: Callable[[Any], int] | None = None,
-              warmup_steps: int | None = None, progress: bool = True) -> StageResult:
+              warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop",
+              checkpoint_every: int = 0, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
+              resume: tuple[int, dict[str, Any]] | None = None) -> StageResult:
     """Train one stage for `max_steps` optimizer steps, logging every `log_every`.
 
     `warmup_steps` defaults to ceil(warmup_ratio * max_steps); `batch_size(batch)` counts samples
-    for the throughput (default: rows of `input_ids`)."""
+    for the throughput (default: rows of `input_ids`). A non-finite loss stops the run with the
+    stage and step named (`on_nonfinite="stop"`) or skips that step (`"skip"`, counted in the log).
+    Every `checkpoint_every` steps `checkpoint(step, trainer_state)` gets everything needed to go
+    on exactly (optimizer, scheduler, scaler, RNG, data position, log window); `resume=(step,
+    trainer_state)` goes on from such a state, the trainable weights already restored."""
+    from ptpeft_cli.training.checkpoint import rng_state, set_rng_state
+
     model.train()
     warmup = math.ceil(warmup_ratio * max_steps) if warmup_steps is None else warmup_steps
     optimizer, lr_scheduler = build_optimizer(model, lr, weight_decay, max_steps, warmup, scheduler, param_groups)
     scaler = torch.amp.GradScaler() if hardware.needs_grad_scaler else None
-    batches = cycle(loader)
     count = batch_size or (lambda batch: int(batch["input_ids"].shape[0]))
     start, samples, loss = time.perf_counter(), 0, float("nan")
-    window: list[torch.Tensor] = []  # per step, its micro-batch losses on the device
-    for step in tqdm(range(1, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
-                     mininterval=2):
+    window: list[float] = []
+    skipped, first = 0, 1
+    if resume is not None:
+        first, state = resume[0] + 1, resume[1]
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        window, skipped, samples = list(state["window"]), int(state["skipped"]), int(state["samples"])
+        set_rng_state(state["rng"])
+    batches = BatchStream(loader, resume[1]["data"] if resume is not None else None)
+    for step in tqdm(range(first, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
+                     mininterval=2, initial=first - 1, total=max_steps):
         micro = [next(batches) for _ in range(grad_accum)]
-        window.append(train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn))
+        try:
+            loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn,
+                              skip_nonfinite=on_nonfinite == "skip")
+        except NonFiniteLoss as error:
+            raise RunStopped(f"{error} in stage {name} at step {step} of {max_steps}; the weights of the last "
+                             "finite step were not saved (trainer.on_nonfinite=skip drops such steps instead)") from None
         samples += sum(count(m) for m in micro)
+        if math.isfinite(loss):
+            window.append(loss)
+        else:
+            skipped += 1
         if step % log_every == 0 or step == max_steps:
-            losses = [step_loss(parts) for parts in torch.stack(window).tolist()]  # the one sync
-            loss = losses[-1]
-            log({"stage": name, "step_in_stage": step, "train/loss": sum(losses) / len(losses),
-                 "train/lr": lr_scheduler.get_last_lr()[0],
+            log({"stage": name, "step_in_stage": step,
+                 "train/loss": sum(window) / len(window) if window else float("nan"),
+                 "train/lr": lr_scheduler.get_last_lr()[0], "train/skipped_steps": skipped,
                  "throughput/samples_per_s": samples / (time.perf_counter() - start)})
             window = []
+        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+            checkpoint(step, {"optimizer": optimizer.state_dict(), "scheduler": lr_scheduler.state_dict(),
+                              "scaler": scaler.state_dict() if scaler else {}, "rng": rng_state(),
+                              "data": batches.position(), "window": window, "skipped": skipped, "samples": samples})
     model.eval()
     return StageResult(name=name, steps=max_steps, final_loss=loss, seconds=time.perf_counter() - start,
                        samples=samples)

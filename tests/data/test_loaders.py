@@ -74,6 +74,15 @@ def test_vqa_with_annotations(small_world: WorldPaths) -> None:
     assert len(row["answers"]) == 10 and row["multiple_choice_answer"] in row["answers"]
 
 
+def test_vqa_reads_the_pretrain_kinds_probe_unchanged(small_world: WorldPaths) -> None:
+    questions = small_world.vqa_questions("test", "pretrain_kinds")
+    data = load_vqa(questions, small_world.vqa_annotations("test", "pretrain_kinds"),
+                    small_world.root, small_world.image_pattern("test"))
+    written = json.loads(questions.read_text())["questions"]
+    assert data["question_id"] == [q["question_id"] for q in written]
+    assert len(data[0]["answers"]) == 10
+
+
 def test_vqa_without_annotations_and_split_placeholder(small_world: WorldPaths) -> None:
     data = load_vqa(
         small_world.vqa_questions("test"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from tiny_builders import llama_text_config as shared_llama_config
+from tiny_builders import scale_weights
 from torch import nn
 from transformers import (
     Blip2Config,
@@ -116,19 +118,7 @@ class Blip2OptTestFamily(_TestFamily):
 
 
 def llama_text_config(kv_heads: int = 2) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=256,
-        pad_token_id=PAD_TOKEN,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
+    return shared_llama_config(VOCAB, PAD_TOKEN, 1, 2, kv_heads)
 
 
 def build_llava(seed: int = 0) -> LlavaForConditionalGeneration:
@@ -151,13 +141,7 @@ def build_llava(seed: int = 0) -> LlavaForConditionalGeneration:
         projector_hidden_act="gelu",
     )
     config.tie_word_embeddings = True
-    model = LlavaForConditionalGeneration(config).eval()
-    # Random init at std 0.02 gives near-uniform logits; scale up so tokens differ clearly.
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.mul_(5.0)
-    return model
+    return scale_weights(LlavaForConditionalGeneration(config))
 
 
 def build_blip2(seed: int = 0) -> Blip2ForConditionalGeneration:
@@ -193,12 +177,7 @@ def build_blip2(seed: int = 0) -> Blip2ForConditionalGeneration:
         num_query_tokens=BLIP2_QUERIES,
         image_token_index=IMAGE_TOKEN,
     )
-    model = Blip2ForConditionalGeneration(config).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.mul_(5.0)
-    return model
+    return scale_weights(Blip2ForConditionalGeneration(config))
 
 
 def blip2_batch(seed: int = 1) -> dict[str, torch.Tensor]:
@@ -282,13 +261,14 @@ def with_labels(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def train_steps(
     model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 3, lr: float = 1e-2
 ) -> list[float]:
-    """A few AdamW steps over *all* parameters: only those with grads can move."""
+    """A few AdamW steps over *all* parameters (the batch carries its labels): only parameters
+    with grads can move."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = model(**with_labels(batch)).loss
+        loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))

@@ -12,6 +12,7 @@ from method_fixtures import (
     method_cfg,
     snapshot,
     train_steps,
+    with_labels,
 )
 
 from ptpeft_cli.methods import get_method
@@ -46,6 +47,6 @@ def test_adapter_trains_only_itself_on_blip2_opt() -> None:
     batch = blip2_batch()
     batch["input_ids"][0, :2] = 5  # labels need no padding here
     batch["attention_mask"][:] = 1
-    train_steps(loaded.model, batch, steps=2)
+    train_steps(loaded.model, with_labels(batch), steps=2)
     for name, param in loaded.model.named_parameters():
         assert torch.equal(param, before[id(param)]) != ("ptpeft_adapter" in name), name

@@ -56,5 +56,5 @@ def test_inference_mode_matches_no_grad_and_training_continues(name: str, overri
     features = collect_features(model, {"last": layer}, [with_labels(batch)],
                                 text_mask_fn=lambda b: b["attention_mask"].bool(), max_rows=64, seed=0)
     assert torch.isfinite(features["last"]).all()
-    losses = train_steps(model, batch, steps=2)  # after inference-mode passes, training still works
+    losses = train_steps(model, with_labels(batch), steps=2)  # after inference-mode passes, training still works
     assert all(torch.isfinite(torch.tensor(losses)))

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from method_fixtures import TinyLlavaTestFamily, build_llava, llava_batch, method_cfg, train_steps
+from method_fixtures import (
+    TinyLlavaTestFamily,
+    build_llava,
+    llava_batch,
+    method_cfg,
+    train_steps,
+    with_labels,
+)
 from peft import PeftModel
 
 from ptpeft_cli.methods import get_method
@@ -33,7 +40,7 @@ def train_through(loaded: LoadedModel, name: str, stages: int, overrides: dict) 
     method, cfg = get_method(name), method_cfg(name, **overrides)
     for stage in range(stages):
         method.setup_stage(loaded, cfg, stage)
-        train_steps(loaded.model, llava_batch(), steps=2)
+        train_steps(loaded.model, with_labels(llava_batch()), steps=2)
 
 
 @pytest.mark.parametrize("case", list(ROUND_TRIPS))
@@ -85,7 +92,7 @@ def test_stage2_starts_from_the_exact_stage1_prefix(stage2: str, tmp_path: Path)
     method, cfg = get_method("pt_peft"), method_cfg("pt_peft", stage2=stage2)
     loaded = fresh()
     method.setup_stage(loaded, cfg, 0)
-    train_steps(loaded.model, llava_batch(), steps=2)
+    train_steps(loaded.model, with_labels(llava_batch()), steps=2)
     stage1 = {n: p.detach().clone() for n, p in find_prefix(loaded.model).named_parameters()}
     method.save(loaded, tmp_path)
 

@@ -170,3 +170,23 @@ def test_merged_prefix_saves_and_loads(llava: LoadedModel, tmp_path) -> None:
             restored.model(**batch).logits, llava.model(**batch).logits, atol=0, rtol=0
         )
     assert find_prefix(restored.model).encoder.mlp is None
+
+
+def test_residual_encoder_starts_as_the_plain_prefix_and_still_trains_its_mlp() -> None:
+    """Residual projection: starts as plain vectors do (real word embeddings), the MLP gets
+    gradients, and generation sees the prefix it trains."""
+    residual = LoadedModel(build_llava(), None, TinyLlavaTestFamily())
+    get_method("prefix").setup_stage(residual, method_cfg("prefix", prefix__projection=True, prefix__residual=True), 0)
+    encoder = find_prefix(residual.model).encoder
+    table = TinyLlavaTestFamily().language_model(residual.model).get_input_embeddings().weight
+    with torch.no_grad():
+        start = encoder()
+    torch.testing.assert_close(start, encoder.embedding.weight.detach(), atol=0, rtol=0)
+    assert all((table == row).all(dim=1).any() for row in start)  # each row is a word's embedding
+    residual.model(**with_labels(llava_batch())).loss.backward()
+    assert encoder.mlp[-1].weight.grad.abs().sum() > 0
+    perturb = torch.nn.init.normal_
+    with torch.no_grad():
+        perturb(encoder.mlp[-1].weight, std=0.1)
+    generated, forward = greedy_vs_teacher_forced(residual.model, llava_batch(left_pad=2))
+    torch.testing.assert_close(generated, forward, atol=1e-5, rtol=0)

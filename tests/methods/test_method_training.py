@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_fixtures import llava_batch, method_cfg, snapshot, train_steps
+from method_fixtures import llava_batch, method_cfg, snapshot, train_steps, with_labels
 
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.methods.base import count_parameters
@@ -53,7 +53,7 @@ def test_only_the_trainable_set_moves(case: str, llava: LoadedModel) -> None:
     assert trainable and trainable == {n for n in everything if expected(n)}
 
     before = snapshot(llava.model)
-    losses = train_steps(llava.model, llava_batch(), steps=3)
+    losses = train_steps(llava.model, with_labels(llava_batch()), steps=3)
     assert losses[-1] < losses[0]
     for param_name, param in llava.model.named_parameters():
         same = torch.equal(param, before[id(param)])

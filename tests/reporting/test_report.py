@@ -45,3 +45,16 @@ def test_report_without_runs_is_a_user_error(tmp_path: Path, capsys: pytest.Capt
         main(["report", f"runs={tmp_path}"])
     assert exit_info.value.code == 2
     assert "no ptpeft run dirs" in capsys.readouterr().err
+
+
+def test_report_shows_retention_beside_the_zero_shot_row_and_draws_the_chart(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _run_dir(runs, "a", "none", 0, {"eval/vqa_accuracy": 25.0, "retention/captioning/CIDEr": 1.0,
+                                    "retention/captioning/Bleu_4": 0.3})
+    _run_dir(runs, "b", "full", 0, {"eval/vqa_accuracy": 66.0, "retention/captioning/CIDEr": 0.2})
+    _run_dir(runs, "c", "full", 1, {"eval/vqa_accuracy": 64.0, "retention/captioning/CIDEr": 0.4})
+    main(["report", f"runs={runs}", f"out={tmp_path / 'out'}"])
+    retention = (tmp_path / "out" / "vqa_retention.csv").read_text().splitlines()
+    assert retention[0] == "model,method,seeds,VQA acc.,captioning/CIDEr"  # headlines only, not BLEU
+    assert retention[1:] == ["tiny_llava,none,1,25,1", "tiny_llava,full,2,65 ± 1.4,0.3 ± 0.14"]
+    assert (tmp_path / "out" / "vqa.png").stat().st_size > 1000

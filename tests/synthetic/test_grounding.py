@@ -71,7 +71,7 @@ def test_nothing_named_gives_zero_not_nan() -> None:
 
 
 def test_real_world_scene_objects() -> None:
-    world = pytest.importorskip("ptpeft_cli.synthetic.world")
+    from ptpeft_cli.synthetic import world
     scene = world.Scene(
         image_id=5,
         objects=(world.SceneObject(shape="square", colour="purple", size="small", x=0.2, y=0.5),),

@@ -15,8 +15,15 @@ from small_world_spec import SMALL_SPEC
 
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.synthetic import writer
+from ptpeft_cli.synthetic.questions import question_kind
 from ptpeft_cli.synthetic.text import ANSWER_TYPES
-from ptpeft_cli.synthetic.writer import DOWNSTREAM_SPLITS, WorldPaths, WorldSpec, ensure_world
+from ptpeft_cli.synthetic.writer import (
+    DOWNSTREAM_SPLITS,
+    VQA_KINDS,
+    WorldPaths,
+    WorldSpec,
+    ensure_world,
+)
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -164,10 +171,13 @@ def test_cocoevalcap_scores_the_written_annotations(
     assert evaluator.eval["Bleu_4"] > 0.3
 
 
+@pytest.mark.parametrize("kind", VQA_KINDS)
 @pytest.mark.parametrize("split", DOWNSTREAM_SPLITS)
-def test_vqa_questions_and_annotations_match(small_world: WorldPaths, split: str) -> None:
-    questions = _json(small_world.vqa_questions(split))
-    annotations = _json(small_world.vqa_annotations(split))
+def test_vqa_questions_and_annotations_match(
+    small_world: WorldPaths, split: str, kind: str
+) -> None:
+    questions = _json(small_world.vqa_questions(split, kind))
+    annotations = _json(small_world.vqa_annotations(split, kind))
     assert questions["task_type"] == "Open-Ended" and questions["data_type"] == "mscoco"
     assert questions["data_subtype"] == annotations["data_subtype"] == split
     assert {"info", "license"} <= set(questions) & set(annotations)
@@ -196,3 +206,29 @@ def test_pretrain_corpus_is_llava_format(small_world: WorldPaths) -> None:
         human, gpt = entry["conversations"]
         assert human["from"] == "human" and human["value"].startswith("<image>\n")
         assert gpt["from"] == "gpt" and gpt["value"]
+
+
+@pytest.mark.parametrize("split", DOWNSTREAM_SPLITS)
+def test_default_vqa_is_compositional_and_the_probe_holds_pretrain_kinds(
+    small_world: WorldPaths, split: str
+) -> None:
+    default = _json(small_world.vqa_questions(split))["questions"]
+    probe = _json(small_world.vqa_questions(split, "pretrain_kinds"))["questions"]
+    assert small_world.vqa_questions(split) == small_world.vqa_questions(split, "compositional")
+    assert all(question_kind(q["question"]) for q in default)
+    assert not any(question_kind(q["question"]) for q in probe)
+    assert {q["image_id"] for q in default} == {q["image_id"] for q in probe}
+    assert not {q["question_id"] for q in default} & {q["question_id"] for q in probe}
+
+
+def test_unknown_vqa_kind_is_a_user_error(small_world: WorldPaths) -> None:
+    with pytest.raises(UserError, match="pretrain_kinds"):
+        small_world.vqa_questions("test", "captions")
+
+
+def test_worlds_written_before_the_compositional_kinds_are_not_reused() -> None:
+    """Format 1 fingerprints (the VQA files held the pre-training kinds): a cached world under
+    such a name must never be read as the current format."""
+    assert writer.FORMAT_VERSION >= 2
+    assert WorldSpec().fingerprint() != "971099980fd3"
+    assert WorldSpec(n_pretrain=0).fingerprint() != "867a27a1c3e6"

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from small_world_spec import SMALL_SPEC
 
-from ptpeft_cli.config import TaskConfig
+from ptpeft_cli.config import SplitFiles, TaskConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.evaluation.captioning import caption_scores_from_files
 from ptpeft_cli.evaluation.score import score_vqa_files
@@ -60,6 +60,8 @@ def test_instruction_comes_from_the_task_unless_the_model_overrides_it(small_wor
     assert get_task(cfg).instruction("what is it?") == "question: what is it? answer:"
     override = {"vqa": "Question: {question} Short answer:"}
     assert get_task(cfg, override).instruction("what is it?") == "Question: what is it? Short answer:"
+    captioning = _task_cfg("captioning", small_world.root.parent)
+    assert get_task(captioning, {"captioning": ""}).instruction(None) == ""  # GIT's empty prompt
 
 
 def test_synthetic_instructions_match_the_pretraining_corpus() -> None:
@@ -72,13 +74,15 @@ def test_synthetic_instructions_match_the_pretraining_corpus() -> None:
 
 def test_real_vqa_config_reads_the_same_rows_and_scores_like_the_official_files(
         small_world: WorldPaths, tmp_path: Path) -> None:
+    """Every file of every split set by its own plain key (no templates), on a non-COCO layout."""
     synthetic = get_task(_task_cfg("vqa", small_world.root.parent))
-    vqa_dir = small_world.root / "vqa"
-    real = get_task(_task_cfg(
-        "vqa", small_world.root.parent, kind="vqav2",
-        questions=str(vqa_dir / "v2_OpenEnded_mscoco_{split}_questions.json"),
-        annotations=str(vqa_dir / "v2_mscoco_{split}_annotations.json"),
-        image_root=str(small_world.root), image_pattern="images/synth_{split}_{image_id:012d}.png"))
+    files = {split: SplitFiles(questions=str(small_world.vqa_questions(split)),
+                               annotations=str(small_world.vqa_annotations(split)), images=str(small_world.images))
+             for split in ("train", "test")}
+    real_cfg = _task_cfg("vqa", small_world.root.parent, kind="vqav2", files=files,
+                         image_pattern="synth_{split}_{image_id:012d}.png")
+    real_cfg.eval_split = "test"
+    real = get_task(real_cfg)
     synthetic_data, real_data = synthetic.load(), real.load()
     assert real_data.eval["example_id"] == synthetic_data.eval["example_id"]
     assert real_data.train["target"] == synthetic_data.train["target"]
@@ -92,9 +96,10 @@ def test_real_vqa_config_reads_the_same_rows_and_scores_like_the_official_files(
 
 
 def test_real_dataset_missing_file_is_a_user_error(tmp_path: Path) -> None:
+    """The all-splits keys still fill in `{split}` (set from Python, where no Hydra grammar applies)."""
     task = get_task(_task_cfg("vqa", tmp_path, kind="vqav2", questions=str(tmp_path / "q_{split}.json"),
                               annotations=str(tmp_path / "a.json"), image_root=str(tmp_path)))
-    with pytest.raises(UserError, match="task.dataset.questions=.*does not exist"):
+    with pytest.raises(UserError, match=r"VQAv2 val questions file not found: .*q_val.json \(from task.dataset.questions="):
         task.load()
 
 
