@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from bench_report import write_report
 
 from ptpeft_cli.analysis.spectrum import spectrum_metrics
 from ptpeft_cli.cli import compose_config
+from ptpeft_cli.evaluation import generation
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.methods.base import freeze_all
 from ptpeft_cli.models import get_family
@@ -324,7 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.tiny and args.repeats < 5:
         parser.error("--repeats must be >= 5 (medians of fewer rounds on a shared machine mean little)")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # per-sample generation would draw hundreds of bars
+    # Per-sample generation would draw a progress bar per image; runs in subprocesses get the env.
+    generation.tqdm = functools.partial(generation.tqdm, disable=True)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     report = Bench(args).run()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
