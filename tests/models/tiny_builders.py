@@ -45,6 +45,10 @@ from transformers import (
 
 from ptpeft_cli.config import ModelConfig
 
+# The ViT tower of the tiny BLIP / BLIP-2 / GIT checkpoints.
+TINY_VISION = {"image_size": IMAGE_SIZE, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
+               "num_hidden_layers": 2, "num_attention_heads": 4}
+
 
 def scale_weights(model: nn.Module, factor: float = 5.0) -> nn.Module:
     """Random init at std 0.02 gives near-uniform logits; scaled, tokens differ clearly."""
@@ -207,14 +211,7 @@ def save_blip2_opt(directory: Path) -> Path:
     ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(0)
     config = Blip2Config(
-        vision_config={
-            "image_size": IMAGE_SIZE,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
+        vision_config=dict(TINY_VISION),
         qformer_config={
             "hidden_size": 32,
             "num_hidden_layers": 1,
@@ -248,14 +245,7 @@ def save_git(directory: Path) -> Path:
     )
     torch.manual_seed(0)
     config = GitConfig(
-        vision_config={
-            "image_size": IMAGE_SIZE,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
+        vision_config=dict(TINY_VISION),
         vocab_size=len(tokenizer),
         hidden_size=32,
         num_hidden_layers=2,
@@ -277,14 +267,7 @@ def save_blip(directory: Path) -> Path:
     )
     torch.manual_seed(0)
     config = BlipConfig(
-        vision_config={
-            "image_size": IMAGE_SIZE,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
+        vision_config=dict(TINY_VISION),
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 32,
@@ -339,14 +322,7 @@ def save_hf(directory: Path) -> Path:
         len(tokenizer), ids("<|endoftext|>"), ids("<|im_start|>"), ids("<end_of_utterance>")
     )
     config = Idefics3Config(
-        vision_config={
-            "image_size": IMAGE_SIZE,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
+        vision_config=dict(TINY_VISION),
         text_config=text.to_dict(),
         scale_factor=2,
         image_token_id=ids("<image>"),
