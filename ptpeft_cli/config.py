@@ -118,6 +118,52 @@ class SplitFiles:
 
 
 @dataclass
+class HubColumns:
+    """Which dataset column holds each field of ptpeft's rows (ids default to the row number;
+    answer and question types to 'other' / 'none'; the consensus answer to the most common)."""
+
+    image: str = "image"
+    image_id: str = "image_id"
+    captions: str = "captions"  # a list of reference captions, or one caption per row
+    question_id: str = "question_id"
+    question: str = "question"
+    answers: str = "answers"  # the human answers: strings or {"answer": ...} records
+    multiple_choice_answer: str = "multiple_choice_answer"
+    answer_type: str = "answer_type"
+    question_type: str = "question_type"
+
+
+@dataclass
+class HubSplits:
+    """ptpeft split -> the dataset's split name."""
+
+    train: str = "train"
+    val: str = "validation"
+    test: str = "test"
+
+
+@dataclass
+class HubFiles:
+    """Local data files per ptpeft split (parquet / arrow / imagefolder builders)."""
+
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+
+
+@dataclass
+class HubDatasetOptions:
+    """`task.dataset.kind=hf`: a `datasets` dataset and how its columns map to ptpeft's rows."""
+
+    path: str | None = None  # hub name (e.g. lmms-lab/VQAv2) or a builder: parquet, arrow, imagefolder
+    name: str | None = None  # the dataset's config name, if it has several
+    data_files: HubFiles = field(default_factory=HubFiles)
+    splits: HubSplits = field(default_factory=HubSplits)
+    columns: HubColumns = field(default_factory=HubColumns)
+    streaming: bool = False  # stream the first task.train_limit / eval_limit rows instead of downloading all
+
+
+@dataclass
 class DatasetConfig:
     kind: str = "synthetic"
     # synthetic: the world cache (relative to the working dir); coco_karpathy / vqav2: the directory
@@ -147,6 +193,7 @@ class DatasetConfig:
     # Which question set a source with several serves (the synthetic world: `compositional`, the
     # downstream kinds, or `pretrain_kinds`, the ones the embedded model was pre-trained on).
     question_set: str = "compositional"
+    hf: HubDatasetOptions = field(default_factory=HubDatasetOptions)
 
 
 @dataclass

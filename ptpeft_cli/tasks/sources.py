@@ -16,6 +16,7 @@ SOURCES: Registry[DataSource] = Registry("task.dataset.kind", {
     "synthetic": "ptpeft_cli.synthetic.source:SyntheticWorld",
     "coco_karpathy": "ptpeft_cli.data.official:KarpathyCaptions",
     "vqav2": "ptpeft_cli.data.official:Vqav2Questions",
+    "hf": "ptpeft_cli.data.hub:HubDataset",
 })
 
 

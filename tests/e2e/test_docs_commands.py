@@ -35,6 +35,9 @@ SKIP = {
     "ptpeft pretrain": "~25 min on 2 CPU cores; tests/synthetic/test_pretrain_cli.py runs it with recipe=smoke",
     "ptpeft train -m hydra/launcher=slurm": "submits to a SLURM cluster; tests/test_launchers.py composes it",
     "python scripts/fetch_data.py": "downloads ~30 GB; tests/scripts/test_fetch_data.py lays out fake archives",
+    "ptpeft train task=vqa task.dataset.kind=hf task.dataset.hf.path=lmms-lab": "streams from the Hub",
+    "ptpeft train task=captioning task.dataset.kind=hf task.dataset.hf.path=parquet task.dataset.hf.data_files.train=/data/mine":
+        "needs the user's parquet files; tests/data/test_hub_source.py runs this command's options on its own",
 }
 FEW_STEPS = {
     "train": ["trainer.max_steps=2", "trainer.batch_size=4", "trainer.eval_batch_size=8", "logger=none",
