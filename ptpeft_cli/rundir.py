@@ -70,6 +70,14 @@ def append_history(run_dir: Path, row: dict[str, Any]) -> None:
         handle.write(json.dumps(finite(row)) + "\n")
 
 
+def truncate_history(run_dir: Path, last_step: int) -> None:
+    """Keep the history rows up to `last_step` (a resumed run writes the later ones again)."""
+    path = run_dir / HISTORY_FILE
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= last_step]
+        path.write_text("".join(f"{row}\n" for row in rows))
+
+
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     path = run_dir / METRICS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}

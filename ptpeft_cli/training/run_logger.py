@@ -6,12 +6,13 @@ training later only needs to create it on the main process.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from ptpeft_cli import rundir
 
 
 def wandb_mode(configured: str | None) -> str:
@@ -28,7 +29,6 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, cfg: DictConfig, run_name: str) -> None:
         self.run_dir = run_dir
-        self.history_path = run_dir / "history.jsonl"
         self.global_step = 0
         self._wandb_run = None
         if cfg.logger.name == "wandb":
@@ -50,8 +50,7 @@ class RunLogger:
         if step is not None:
             self.global_step = step
         row = {"step": self.global_step, **row}
-        with self.history_path.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        rundir.append_history(self.run_dir, row)
         if self._wandb_run is not None:
             self._wandb_run.log({k: v for k, v in row.items() if k != "step"}, step=self.global_step)
 

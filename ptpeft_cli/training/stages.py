@@ -11,6 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ptpeft_cli import rundir
 from ptpeft_cli.methods.base import Method, count_parameters, trainable_state_dict
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
@@ -107,21 +108,9 @@ def _restore(cfg: DictConfig, method: Method, loaded: LoadedModel,
         state = ckpt.trainer_state(finished)
         results = [StageResult(**r) for r in state["results"]]
         params = tuple(state["params"])
-    _truncate_history(run_dir, last.global_step)
+    rundir.truncate_history(run_dir, last.global_step)  # later rows are logged again, identically
     print(f"resume: continuing {run_dir} from {last.path.name} (global step {last.global_step})")
     return (last.stage + 1, None, results, params) if last.stage_done else (last.stage, last, results, params)
-
-
-def _truncate_history(run_dir: Path, global_step: int) -> None:
-    """Drop log rows written after the checkpoint: they will be written again, identically."""
-    import json
-
-    from ptpeft_cli import rundir
-
-    path = run_dir / rundir.HISTORY_FILE
-    if path.is_file():
-        rows = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= global_step]
-        path.write_text("".join(f"{row}\n" for row in rows))
 
 
 # What determines a stage besides the method: the training data and schedule, not eval settings.
