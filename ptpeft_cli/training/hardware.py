@@ -49,3 +49,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def stage_seed(seed: int, stage: int) -> int:
+    """The seed a method's stage starts from. Each stage is seeded afresh so that it trains the same
+    whether the stages before it were trained here, loaded from the stage cache or restored by a
+    resume (none of which leave the random state where training would). Stage 0 keeps the run's
+    seed, so single-stage methods draw exactly what they always drew."""
+    return seed + 1000 * stage

@@ -121,6 +121,11 @@ class ResumableRandomSampler(Sampler[int]):
         # we, so that the generator advances exactly as before and runs keep their data order.
         torch.randperm(self.size, generator=self.generator)
 
+    def reseed(self, seed: int) -> None:
+        """A fresh order for a new stage, independent of what earlier stages drew."""
+        self.generator.manual_seed(seed)
+        self._restore = None
+
     def restore(self, position: dict[str, Any]) -> None:
         """The next epoch continues the recorded one where it stopped."""
         self._restore = position

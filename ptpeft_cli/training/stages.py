@@ -18,8 +18,8 @@ from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import checkpoint as ckpt
 from ptpeft_cli.training import stage_cache
 from ptpeft_cli.training.batches import train_loader
-from ptpeft_cli.training.hardware import Hardware
-from ptpeft_cli.training.loop import StageResult, run_stage
+from ptpeft_cli.training.hardware import Hardware, seed_everything, stage_seed
+from ptpeft_cli.training.loop import ResumableRandomSampler, StageResult, run_stage
 from ptpeft_cli.training.run_logger import RunLogger
 from ptpeft_cli.training.timing import Stopwatch
 
@@ -41,6 +41,9 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
     global_step = sum(plan.max_steps for plan in plans[:start])
     for index, plan in list(enumerate(plans))[start:]:
         resuming = mid is not None and mid.stage == index
+        seed_everything(stage_seed(int(cfg.trainer.seed), index))
+        if isinstance(loader.sampler, ResumableRandomSampler):
+            loader.sampler.reseed(stage_seed(int(cfg.trainer.seed), index))
         cache_key = None if resuming else stage_cache_key(cfg, method, index, len(plans))
         entry = stage_cache.lookup(Path(cfg.stage_cache_dir), cache_key) if cache_key else None
         if entry is not None:

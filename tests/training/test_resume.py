@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +79,30 @@ def test_killed_run_resumes_to_identical_metrics(kill_after: str, workdir: Path,
     expected = [json.loads(line)["train/loss"] for line in (reference / "history.jsonl").read_text().splitlines()
                 if "train/loss" in line]
     assert losses == expected  # each logged step once, with the same value
+
+
+def test_resume_at_the_stage_boundary_trains_stage_two_identically(workdir: Path, reference: Path) -> None:
+    """Killed right after stage 1's last checkpoint: stage 2 starts in a fresh process, whose random
+    state and data order never saw stage 1's training; each stage is seeded afresh, so it matches."""
+    run_dir = _killed_run(workdir, "boundary", "0-end")
+    for later in (run_dir / "checkpoints").glob("1-*"):  # as if the kill came before any of them
+        shutil.rmtree(later)
+    done = _ptpeft(["train", f"resume={run_dir}"], workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "from 0-end" in done.stdout
+    assert _comparable(run_dir) == _comparable(reference)
+
+
+def test_a_cached_stage_one_gives_the_same_run_as_a_trained_one(workdir: Path, reference: Path) -> None:
+    """PT-PEFT's stage 1 from the stage cache must not change stage 2 (it once did: the random state
+    and data order were those left by training stage 1, and a cache hit trains nothing)."""
+    run_dir = workdir / "outputs" / "cached"
+    done = _ptpeft([*RUN, f"hydra.run.dir={run_dir}", f"stage_cache_dir={workdir / 'cache_reference'}"], workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reusing cached stage" in done.stdout
+    trained = _comparable(reference)
+    assert trained.pop("train/final_loss/prefix") > 0  # only the trained run has a stage-1 loss
+    assert _comparable(run_dir) == trained
 
 
 def test_corrupt_checkpoint_is_named_and_not_loaded(workdir: Path) -> None:
