@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from ptpeft_cli import rundir
 from ptpeft_cli.config import conf_dir, register_configs, validate
 from ptpeft_cli.errors import UserError
+from ptpeft_cli.launch import agree_on_launch_identity, launched_rank, launched_world_size
 
 CONF_DIR = str(conf_dir())
 # Commands without run dirs have flat configs of their own (their `task=` is a value, not a group).
@@ -118,33 +119,55 @@ def _prevalidate(config_name: str, args: list[str]) -> None:
         compose_config(config_name, combo)
 
 
-def _flat(node: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
 def resume_args(args: list[str]) -> list[str]:
     """`ptpeft train resume=DIR [overrides]` -> the run's own overrides plus the given ones, into
-    DIR. Any override that changes the run's config is refused with the keys that differ."""
+    DIR. Any override that changes the run's config is refused with the keys that differ.
+    With `-m`, DIR is a sweep dir: see `sweep_resume_args`."""
     given = [a for a in args if a.startswith("resume=")]
     if not given:
         return args
-    if "-m" in args or "--multirun" in args:
-        raise UserError("resume=DIR continues one run; resume the jobs of a sweep one by one")
     run_dir = Path(given[-1].split("=", 1)[1])
+    if "-m" in args or "--multirun" in args:
+        return sweep_resume_args(run_dir, args)
     saved = rundir.read_config(run_dir)
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     saved_overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
     saved_overrides = [o for o in saved_overrides if not o.startswith("resume=")]
     extras = [a for a in args if not a.startswith(("resume=", "hydra.run.dir="))]
     composed = compose_config("train", saved_overrides + [a for a in extras if not a.startswith("-")])
-    before, after = (_flat(OmegaConf.to_container(c, resolve=True)) for c in (saved, composed))
-    differ = sorted(k for k in before.keys() | after.keys() if k != "resume" and before.get(k) != after.get(k))
+    differ = rundir.config_differences(saved, composed)
     if differ:
         raise UserError(f"resume={run_dir}: the config would differ from the run's in {', '.join(differ[:10])}; "
                         "resume with the run's own config (drop those overrides)")
     return [*saved_overrides, *extras, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
+def sweep_resume_args(sweep_dir: Path, args: list[str]) -> list[str]:
+    """`ptpeft train -m resume=SWEEP_DIR` -> the sweep's own command line (its overrides and its
+    launcher, from Hydra's multirun.yaml) into the same dir, with `resume_jobs=true`: Hydra numbers
+    the jobs as before, a finished job is kept, a stopped one resumes from its last checkpoint, a
+    job that never started trains."""
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.is_file():
+        raise UserError(f"resume={sweep_dir} with -m needs a sweep dir (one with multirun.yaml, written by "
+                        "`ptpeft train -m`); a single run is resumed without -m")
+    extras = [a for a in args if not a.startswith("resume=") and a not in ("-m", "--multirun")]
+    if extras:
+        raise UserError(f"resume={sweep_dir}: a sweep resumes with its own command line; drop {' '.join(extras)}")
+    overrides = OmegaConf.load(saved).hydra.overrides
+    launcher = [str(o) for o in overrides.hydra if not str(o).startswith(("hydra.sweep.dir=", "hydra.mode="))]
+    return ["-m", *[str(o) for o in overrides.task], *launcher, f"hydra.sweep.dir={sweep_dir}", "resume_jobs=true"]
+
+
+def _rank_overrides() -> list[str]:
+    """Under torchrun / accelerate launch every rank runs this CLI: they agree on one run dir, and
+    only rank 0 lets Hydra write into it (its config copy and its log)."""
+    if launched_world_size() <= 1:
+        return []
+    agree_on_launch_identity()
+    if launched_rank() == 0:
+        return []
+    return ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
 def _run_hydra_app(command: str, args: list[str]) -> None:
@@ -153,7 +176,7 @@ def _run_hydra_app(command: str, args: list[str]) -> None:
     entry: Callable[[DictConfig], object] = {"train": train_entry, "pretrain": pretrain_entry}[command]
     register_configs()
     if command == "train":
-        args = resume_args(args)
+        args = resume_args(args) + _rank_overrides()
     _prevalidate(HYDRA_APPS[command], args)
     app = hydra.main(config_path=CONF_DIR, config_name=HYDRA_APPS[command], version_base="1.3")(entry)
     sys.argv = [f"ptpeft {command}", *args]

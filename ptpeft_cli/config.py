@@ -28,6 +28,7 @@ FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "method.prefix.mode": ("input", "kv"),
     "hardware.device": ("auto", "cpu", "cuda"),
     "hardware.precision": ("auto", "fp32", "bf16", "fp16"),
+    "hardware.distributed": ("ddp",),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
@@ -238,6 +239,9 @@ class HardwareConfig:
     device: str = "auto"
     precision: str = "auto"
     num_threads: int | None = None
+    # How several processes (torchrun / accelerate launch / SLURM tasks) share the training; with
+    # one process it is unused. trainer.batch_size stays the global batch, split over the ranks.
+    distributed: str = "ddp"
 
 
 @dataclass
@@ -281,7 +285,13 @@ class TrainRunConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     output_root: str = "outputs"
     resume: str | None = None  # a run dir to continue from its last checkpoint (`ptpeft train resume=DIR`)
+    # Set by `ptpeft train -m resume=SWEEP_DIR`: each job keeps its finished run or resumes its own dir.
+    resume_jobs: bool = False
     stage_cache_dir: str = "${output_root}/.stage_cache"
+
+
+RUN_ID_ENV = "PTPEFT_RUN_ID"
+LAUNCH_TIME_ENV = "PTPEFT_LAUNCH_TIME"  # ISO time; set once per multi-process launch
 
 
 def run_id() -> str:
@@ -290,18 +300,30 @@ def run_id() -> str:
     import os
     import secrets
 
-    return os.environ.get("PTPEFT_RUN_ID") or secrets.token_hex(2)
+    return os.environ.get(RUN_ID_ENV) or secrets.token_hex(2)
+
+
+def launch_time(pattern: str) -> str:
+    """`${launch_time:%Y-%m-%d}` in run dir names: Hydra's `${now:}`, except that every rank of a
+    multi-process launch gets the same time (PTPEFT_LAUNCH_TIME, agreed on before Hydra starts)."""
+    import datetime as dt
+    import os
+
+    stamp = os.environ.get(LAUNCH_TIME_ENV)
+    return (dt.datetime.fromisoformat(stamp) if stamp else dt.datetime.now()).strftime(pattern)
 
 
 def register_configs() -> None:
     """Register the schemas so each yaml in conf/ is validated against its dataclass, and the
-    `run_id` resolver the run dir names use."""
+    `run_id` / `launch_time` resolvers the run dir names use."""
     from omegaconf import OmegaConf
 
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainRunConfig)
     if not OmegaConf.has_resolver("run_id"):
         OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
+    if not OmegaConf.has_resolver("launch_time"):
+        OmegaConf.register_new_resolver("launch_time", launch_time, use_cache=True)
 
 
 # Options that must be strictly positive when set (None means "not set" for the limits).

@@ -65,6 +65,21 @@ def read_config(run_dir: Path) -> DictConfig:
     return cfg
 
 
+RESUME_KEYS = ("resume", "resume_jobs")  # how a run was (re)started, not what it computes
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def config_differences(saved: DictConfig, current: DictConfig) -> list[str]:
+    """Dotted keys whose values differ between a run's saved config and a new one (resume refuses)."""
+    before, after = (_flat(OmegaConf.to_container(c, resolve=True)) for c in (saved, current))
+    return sorted(k for k in before.keys() | after.keys() if k not in RESUME_KEYS and before.get(k) != after.get(k))
+
+
 def append_history(run_dir: Path, row: dict[str, Any]) -> None:
     with (run_dir / HISTORY_FILE).open("a") as handle:
         handle.write(json.dumps(finite(row)) + "\n")

@@ -71,6 +71,10 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("lora-targets-match-nothing", ["train", "method=lora", "method.lora.target_modules=.*nothing_here", *TINY],
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),
+    ("bad-distributed", ["train", "hardware.distributed=fsdp"], "hardware.distributed='fsdp' is not allowed; choose one of: ddp"),
+    ("resume-sweep-not-a-sweep", ["train", "-m", "resume={tmp}"], "needs a sweep dir (one with multirun.yaml"),
+    ("resume-sweep-with-overrides", ["train", "-m", "resume={tmp}/sweep", "method.lr=1"],
+     "a sweep resumes with its own command line; drop method.lr=1"),
     ("score-vqa-without-questions", ["score", "task=vqa", "predictions={tmp}/p.json", "annotations={tmp}/a.json"],
      "ptpeft score task=vqa needs questions="),
     ("score-missing-predictions", ["score", "task=captioning", "predictions={tmp}/none.json", "annotations={tmp}/a.json"],
@@ -91,6 +95,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("bad_inputs")
     (tmp / "broken.json").write_text("{not json")
     (tmp / "dict.json").write_text(json.dumps({"a": 1}))
+    (tmp / "sweep").mkdir()
+    (tmp / "sweep" / "multirun.yaml").write_text("hydra: {overrides: {task: [], hydra: []}}\n")
     tree = write_official_tree(tmp / "official")
     tree.image("val2014", tree.karpathy_ids("test")[-1]).unlink()
     shutil.copytree(SHIPPED, tmp / "truncated")

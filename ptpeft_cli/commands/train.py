@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from ptpeft_cli import rundir
 from ptpeft_cli.errors import RunStopped, UserError
+from ptpeft_cli.launch import export_slurm_environment, launched_rank
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.methods.base import freeze_all
 from ptpeft_cli.models import get_family
@@ -30,9 +31,11 @@ from ptpeft_cli.training.batches import (
     teacher_forced_eval_batches,
     with_cached_images,
 )
+from ptpeft_cli.training.checkpoint import latest as latest_checkpoint
+from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 from ptpeft_cli.training.retention import retention_metrics
-from ptpeft_cli.training.run_logger import RunLogger
+from ptpeft_cli.training.run_logger import NullLogger, RunLogger
 from ptpeft_cli.training.stages import train_stages
 from ptpeft_cli.training.timing import Stopwatch
 
@@ -47,8 +50,11 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    export_slurm_environment()  # a SLURM job with one task per GPU is its own multi-process launch
+    if launched_rank() != 0:  # other ranks of a multi-process job: rank 0 reports and writes
+        return (_resume_job(cfg, run_dir) if cfg.get("resume_jobs") else None) or run_training(cfg, run_dir)
     try:
-        metrics = run_training(cfg, run_dir)
+        metrics = (_resume_job(cfg, run_dir) if cfg.get("resume_jobs") else None) or run_training(cfg, run_dir)
     except UserError as error:
         if sweeping:
             (run_dir / rundir.ERROR_FILE).write_text(f"{error}\n")
@@ -75,27 +81,48 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
     return metrics
 
 
+def _resume_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """One job of a resumed sweep: its metrics if it had finished (kept as they are); otherwise
+    None, with `cfg.resume` pointing at its own dir when it left a checkpoint to go on from."""
+    if (run_dir / rundir.METRICS_FILE).is_file():
+        print(f"kept finished job: {run_dir}")
+        return rundir.read_metrics(run_dir)
+    (run_dir / rundir.ERROR_FILE).unlink(missing_ok=True)
+    if latest_checkpoint(run_dir) is None:
+        rundir.truncate_history(run_dir, -1)  # rows of an attempt that saved nothing are redone
+        return None
+    differ = rundir.config_differences(rundir.read_config(run_dir), cfg)
+    if differ:
+        raise UserError(f"resume: job {run_dir.name} was run with another config ({', '.join(differ[:10])})")
+    cfg.resume = str(run_dir)
+    return None
+
+
 def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and analyse one (model, method, task); write the run dir; return metrics."""
     started, watch = time.perf_counter(), Stopwatch()
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision, cfg.hardware.num_threads)
+    dist = Distributed.from_env(hardware.device, cfg.hardware.distributed)
+    hardware = hardware.on(dist.device)
     seed_everything(cfg.trainer.seed)
     method, task, family = get_method(cfg.method.name), get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family)
     method.validate(cfg.method)
-    task.start_scorers()  # e.g. METEOR's JVM loads on the idle core while the data is prepared
-    with watch.section("data_s"):
+    if dist.is_main:
+        task.start_scorers()  # e.g. METEOR's JVM loads on the idle core while the data is prepared
+    with watch.section("data_s"), dist.main_process_first():  # rank 0 writes the world; the rest read it
         data = task.load()
     loaded = family.load(cfg.model)
     freeze_all(loaded.model)  # a base model trains nothing until a method's stage says what
     loaded.model.to(hardware.device)
     if cfg.trainer.cache_images:
-        with watch.section("data_s"):
+        with watch.section("data_s"), dist.main_process_first():
             data = with_cached_images(loaded, data)
-    rundir.write_config(run_dir, cfg)
-    logger = RunLogger(run_dir, cfg, run_name=run_dir.name)
+    if dist.is_main:  # every file of the run dir is rank 0's
+        rundir.write_config(run_dir, cfg)
+    logger = RunLogger(run_dir, cfg, run_name=run_dir.name) if dist.is_main else NullLogger()
     try:
         base_features = batches = None
-        if cfg.analysis.enabled:
+        if cfg.analysis.enabled and dist.is_main:
             from ptpeft_cli.analysis.runner import collect_run_features
 
             with watch.section("analysis_s"):
@@ -105,11 +132,13 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # Re-seed so the analysis' forward passes never change what training draws (method inits,
         # dropout): a run trains identically with analysis on or off.
         seed_everything(cfg.trainer.seed)
-        results, (trainable, total) = train_stages(cfg, method, task, loaded, data, hardware, logger, watch, run_dir)
-        method.save(loaded, run_dir / rundir.WEIGHTS_DIR)
-
+        results, (trainable, total) = train_stages(cfg, method, task, loaded, data, hardware, logger, watch,
+                                                   run_dir, dist)
         with watch.section("eval_s"):
-            predictions = predict_task(loaded, task, data, cfg, hardware)
+            predictions = predict_task(loaded, task, data, cfg, hardware, dist)
+        if not dist.is_main:  # scoring, retention, analysis and every write are rank 0's
+            return {}
+        method.save(loaded, run_dir / rundir.WEIGHTS_DIR)
         with watch.section("score_s"):
             metrics: dict[str, Any] = task.evaluate(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})
@@ -141,6 +170,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         logger.summary(metrics)
     finally:
         logger.finish()
+        dist.wait()  # the other ranks exit with rank 0, not before its writes
     summary = [k for k in (*(key for key, _ in task.report_columns), *SHARED_SUMMARY_KEYS) if k in metrics]
     print("\n" + key_value_table(metrics, summary))
     return metrics

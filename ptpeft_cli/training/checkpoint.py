@@ -157,5 +157,13 @@ def load_trainable(model: nn.Module, checkpoint: Checkpoint) -> None:
     load_into(model, tensors, f"checkpoint {checkpoint.path}")
 
 
-def trainer_state(checkpoint: Checkpoint) -> dict[str, Any]:
-    return torch.load(checkpoint.path / STATE_FILE, weights_only=True)
+def trainer_state(checkpoint: Checkpoint, rank: int | None = None, world_size: int = 1) -> dict[str, Any]:
+    """The saved trainer state; with `rank`, the RNG state is that rank's (mid-stage checkpoints
+    hold one per process of the run, which must be resumed on as many processes)."""
+    state = torch.load(checkpoint.path / STATE_FILE, weights_only=True)
+    if rank is not None and isinstance(state.get("rng"), list):
+        if len(state["rng"]) != world_size:
+            raise UserError(f"checkpoint {checkpoint.path} was written by {len(state['rng'])} process(es); "
+                            f"resume it on as many (this launch has {world_size})")
+        state["rng"] = state["rng"][rank]
+    return state

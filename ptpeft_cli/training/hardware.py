@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -24,6 +25,10 @@ class Hardware:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
+
+    def on(self, device: torch.device | None) -> Hardware:
+        """The same precision on another device (a rank's own GPU); unchanged for None."""
+        return self if device is None else dataclasses.replace(self, device=device)
 
     @property
     def needs_grad_scaler(self) -> bool:

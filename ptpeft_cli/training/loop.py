@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from ptpeft_cli.errors import RunStopped
+from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import Hardware
 
 
@@ -62,22 +63,42 @@ class NonFiniteLoss(Exception):
         self.loss = loss
 
 
+def target_tokens(batch: Any) -> int:
+    """Tokens a causal-LM loss averages over: labels after the one-token shift, padding excluded."""
+    return int((batch["labels"][..., 1:] != -100).sum())
+
+
 def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.optim.Optimizer,
                lr_scheduler: object, hardware: Hardware, max_grad_norm: float,
                scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None,
-               skip_nonfinite: bool = False) -> float:
-    """One optimizer step over `micro_batches` (gradient accumulation). Returns the mean loss.
+               skip_nonfinite: bool = False, dist: Distributed | None = None) -> float:
+    """One optimizer step over `micro_batches` (gradient accumulation). Returns the step's loss.
     Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`.
+
+    Several micro-batches or processes: each micro-batch's mean loss is weighted by its share of
+    the step's target tokens (counted over all ranks), so the step's gradient and loss are those
+    of one big batch, whatever its split (DDP averages gradients over ranks, hence the factor
+    world_size). One micro-batch on one process: the weight is exactly 1. Gradients are synced
+    only on the last micro-batch.
 
     A NaN/inf loss never reaches the weights: it raises NonFiniteLoss, or with `skip_nonfinite`
     the step is dropped (the schedule still advances, so the run's length is unchanged)."""
+    dist = dist or Distributed()
     optimizer.zero_grad(set_to_none=True)
+    if loss_fn is None:
+        tokens = [target_tokens(micro) for micro in micro_batches]
+        step_tokens = dist.sum([float(sum(tokens))], hardware.device)[0]
+        weights = [n * dist.world_size / step_tokens for n in tokens]
+    else:  # a custom loss (pre-training) is averaged per micro-batch
+        weights = [1 / len(micro_batches)] * len(micro_batches)
     total = 0.0
-    for micro in micro_batches:
-        with hardware.autocast():
-            loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) / len(micro_batches)
-        (scaler.scale(loss) if scaler else loss).backward()
+    for index, (micro, weight) in enumerate(zip(micro_batches, weights, strict=True)):
+        with dist.no_sync(model, skip=index < len(micro_batches) - 1):
+            with hardware.autocast():
+                loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) * weight
+            (scaler.scale(loss) if scaler else loss).backward()
         total += float(loss.detach())
+    total = dist.sum([total], hardware.device)[0] / dist.world_size  # every rank sees the same loss
     if not math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         if not skip_nonfinite:
@@ -87,7 +108,7 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(trainable_parameters(model), max_grad_norm)
+        dist.clip_grad_norm_(trainable_parameters(model), max_grad_norm)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
@@ -131,13 +152,23 @@ class ResumableRandomSampler(Sampler[int]):
         self._restore = position
 
 
+def resumable_sampler(loader: Any) -> ResumableRandomSampler | None:
+    """The loader's ResumableRandomSampler, also behind a rank's batch sampler (BatchSamplerShard)."""
+    for candidate in (getattr(loader, "sampler", None),
+                      getattr(getattr(getattr(loader, "batch_sampler", None), "batch_sampler", None), "sampler", None)):
+        if isinstance(candidate, ResumableRandomSampler):
+            return candidate
+    return None
+
+
 class BatchStream:
     """Endless batches from a loader, one fresh epoch per stage; knows its data position."""
 
     def __init__(self, loader: Iterable[Any], position: dict[str, Any] | None = None) -> None:
         self.loader = loader
-        self.sampler = getattr(loader, "sampler", None)
-        self.batch_size = getattr(loader, "batch_size", None) or 1
+        self.sampler = resumable_sampler(loader)
+        # A rank's loader yields its slice of each batch; positions count whole (global) batches.
+        self.batch_size = getattr(loader, "global_batch_size", None) or getattr(loader, "batch_size", None) or 1
         self.in_epoch = 0
         if position is not None:
             if not isinstance(self.sampler, ResumableRandomSampler):
@@ -172,7 +203,7 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
               param_groups: list[dict[str, Any]] | None = None, batch_size: Callable[[Any], int] | None = None,
               warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop",
               checkpoint_every: int = 0, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
-              resume: tuple[int, dict[str, Any]] | None = None) -> StageResult:
+              resume: tuple[int, dict[str, Any]] | None = None, dist: Distributed | None = None) -> StageResult:
     """Train one stage for `max_steps` optimizer steps, logging every `log_every`.
 
     `warmup_steps` defaults to ceil(warmup_ratio * max_steps); `batch_size(batch)` counts samples
@@ -180,7 +211,8 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
     stage and step named (`on_nonfinite="stop"`) or skips that step (`"skip"`, counted in the log).
     Every `checkpoint_every` steps `checkpoint(step, trainer_state)` gets everything needed to go
     on exactly (optimizer, scheduler, scaler, RNG, data position, log window); `resume=(step,
-    trainer_state)` goes on from such a state, the trainable weights already restored."""
+    trainer_state)` goes on from such a state, the trainable weights already restored. With several
+    processes (`dist`) `model` is the stage's DDP-wrapped model and samples count over all ranks."""
     from ptpeft_cli.training.checkpoint import rng_state, set_rng_state
 
     model.train()
@@ -205,11 +237,11 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
         micro = [next(batches) for _ in range(grad_accum)]
         try:
             loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn,
-                              skip_nonfinite=on_nonfinite == "skip")
+                              skip_nonfinite=on_nonfinite == "skip", dist=dist)
         except NonFiniteLoss as error:
             raise RunStopped(f"{error} in stage {name} at step {step} of {max_steps}; the weights of the last "
                              "finite step were not saved (trainer.on_nonfinite=skip drops such steps instead)") from None
-        samples += sum(count(m) for m in micro)
+        samples += sum(count(m) for m in micro) * (dist.world_size if dist else 1)  # equal slices per rank
         if math.isfinite(loss):
             window.append(loss)
         else:

@@ -1,7 +1,7 @@
 """Every side effect of a run's logging in one place: history.jsonl and Weights & Biases.
 
-Kept rank-0-only by construction (one object per run, created by the command), so multi-process
-training later only needs to create it on the main process.
+Rank 0 of a multi-process job holds the run's RunLogger; the other ranks get a NullLogger, so
+every log call in the training code is the same on all ranks.
 """
 
 from __future__ import annotations
@@ -62,3 +62,14 @@ class RunLogger:
         if self._wandb_run is not None:
             self._wandb_run.finish()
             self._wandb_run = None
+
+
+class NullLogger(RunLogger):
+    """What ranks other than 0 log to: nothing."""
+
+    def __init__(self) -> None:  # noqa: D107 - no run dir, no W&B
+        self._wandb_run = None
+        self.global_step = 0
+
+    def log(self, row: dict[str, Any], step: int | None = None) -> None:
+        return None

@@ -18,8 +18,9 @@ from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import checkpoint as ckpt
 from ptpeft_cli.training import stage_cache
 from ptpeft_cli.training.batches import train_loader
+from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import Hardware, seed_everything, stage_seed
-from ptpeft_cli.training.loop import ResumableRandomSampler, StageResult, run_stage
+from ptpeft_cli.training.loop import StageResult, resumable_sampler, run_stage
 from ptpeft_cli.training.run_logger import RunLogger
 from ptpeft_cli.training.timing import Stopwatch
 
@@ -27,30 +28,34 @@ log = logging.getLogger("ptpeft")
 
 
 def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedModel, data: TaskData,
-                 hardware: Hardware, logger: RunLogger, watch: Stopwatch,
-                 run_dir: Path) -> tuple[list[StageResult], tuple[int, int]]:
-    """(results of the stages trained or restored, (trainable, total) parameters of the last stage)."""
+                 hardware: Hardware, logger: RunLogger, watch: Stopwatch, run_dir: Path,
+                 dist: Distributed | None = None) -> tuple[list[StageResult], tuple[int, int]]:
+    """(results of the stages trained or restored, (trainable, total) parameters of the last stage).
+    With several processes every rank runs this; only rank 0 writes checkpoints and the cache."""
+    dist = dist or Distributed()
     plans = method.stages(cfg.method, cfg.trainer.max_steps)
-    loader = train_loader(loaded, task, data, cfg.trainer, pin_memory=hardware.device.type == "cuda")
+    loader = train_loader(loaded, task, data, cfg.trainer, pin_memory=hardware.device.type == "cuda", dist=dist)
     results: list[StageResult] = []
     params = count_parameters(loaded.model)
     start, mid = 0, None
     if cfg.get("resume"):
-        start, mid, results, params = _restore(cfg, method, loaded, run_dir)
+        start, mid, results, params = _restore(cfg, method, loaded, run_dir, dist.is_main)
         loaded.model.to(hardware.device)
     global_step = sum(plan.max_steps for plan in plans[:start])
     for index, plan in list(enumerate(plans))[start:]:
         resuming = mid is not None and mid.stage == index
         seed_everything(stage_seed(int(cfg.trainer.seed), index))
-        if isinstance(loader.sampler, ResumableRandomSampler):
-            loader.sampler.reseed(stage_seed(int(cfg.trainer.seed), index))
+        sampler = resumable_sampler(loader)
+        if sampler is not None:
+            sampler.reseed(stage_seed(int(cfg.trainer.seed), index))
         cache_key = None if resuming else stage_cache_key(cfg, method, index, len(plans))
         entry = stage_cache.lookup(Path(cfg.stage_cache_dir), cache_key) if cache_key else None
         if entry is not None:
             # The stage's weights are the method's own save format: loading them reproduces the
             # model as it was after the stage; the next setup_stage builds on it.
             log.info("stage %s: reusing cached stage from %s", plan.name, entry)
-            print(f"[{plan.name}] reusing cached stage {cache_key[:12]} ({entry})")
+            if dist.is_main:
+                print(f"[{plan.name}] reusing cached stage {cache_key[:12]} ({entry})")
             method.load(loaded, cfg.method, entry)
             loaded.model.to(hardware.device)
             logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
@@ -62,28 +67,37 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
         resume_at = None
         if resuming:
             ckpt.load_trainable(loaded.model, mid)
-            resume_at = (mid.step, ckpt.trainer_state(mid))
+            resume_at = (mid.step, ckpt.trainer_state(mid, rank=dist.rank, world_size=dist.world_size))
             print(f"[{plan.name}] resuming at step {mid.step} from {mid.path}")
-        log.info("stage %s: %d trainable of %d parameters", plan.name, *params)
-        print(f"[{plan.name}] params/trainable={params[0]} params/total={params[1]}")
+        if dist.is_main:
+            log.info("stage %s: %d trainable of %d parameters", plan.name, *params)
+            print(f"[{plan.name}] params/trainable={params[0]} params/total={params[1]}")
 
         def log_row(row: dict, offset: int = global_step) -> None:
             logger.log(row, step=offset + row["step_in_stage"])
 
         def save_mid(step: int, state: dict[str, Any], index: int = index, offset: int = global_step) -> None:
-            ckpt.save(run_dir, stage=index, step=step, global_step=offset + step, stage_done=False,
-                      trainable=trainable_state_dict(loaded.model), trainer_state=state,
-                      keep=cfg.trainer.keep_checkpoints)
+            state = {**state, "rng": dist.gather_objects(state["rng"])}  # each rank's own dropout stream
+            if dist.is_main:
+                ckpt.save(run_dir, stage=index, step=step, global_step=offset + step, stage_done=False,
+                          trainable=trainable_state_dict(loaded.model), trainer_state=state,
+                          keep=cfg.trainer.keep_checkpoints)
 
         with watch.section("train_loop_s"):
-            result = run_stage(loaded.model, loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
+            result = run_stage(dist.prepare(loaded.model), loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
                                grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
                                warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
                                max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
                                log_every=cfg.trainer.log_every, log=log_row, on_nonfinite=cfg.trainer.on_nonfinite,
-                               checkpoint_every=cfg.trainer.checkpoint_every, checkpoint=save_mid, resume=resume_at)
+                               checkpoint_every=cfg.trainer.checkpoint_every, checkpoint=save_mid, resume=resume_at,
+                               dist=dist, progress=dist.is_main)
         results.append(result)
         global_step += plan.max_steps
+        digest = dist.check_in_sync([p for p in loaded.model.parameters() if p.requires_grad], plan.name)
+        if digest and dist.is_main:
+            print(f"[{plan.name}] {dist.world_size} ranks in sync (trainable sha256 {digest[:12]})")
+        if not dist.is_main:
+            continue
         ckpt.save(run_dir, stage=index, step=plan.max_steps, global_step=global_step, stage_done=True,
                   trainable=trainable_state_dict(loaded.model), keep=cfg.trainer.keep_checkpoints,
                   trainer_state={"results": [dataclasses.asdict(r) for r in results], "params": list(params)},
@@ -95,8 +109,8 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
     return results, params
 
 
-def _restore(cfg: DictConfig, method: Method, loaded: LoadedModel,
-             run_dir: Path) -> tuple[int, ckpt.Checkpoint | None, list[StageResult], tuple[int, int]]:
+def _restore(cfg: DictConfig, method: Method, loaded: LoadedModel, run_dir: Path,
+             is_main: bool = True) -> tuple[int, ckpt.Checkpoint | None, list[StageResult], tuple[int, int]]:
     """Rebuild the model as it was at the last checkpoint: (first stage to run, the mid-stage
     checkpoint to continue from or None, finished stages' results, parameter counts)."""
     last = ckpt.latest(run_dir)
@@ -111,7 +125,8 @@ def _restore(cfg: DictConfig, method: Method, loaded: LoadedModel,
         state = ckpt.trainer_state(finished)
         results = [StageResult(**r) for r in state["results"]]
         params = tuple(state["params"])
-    rundir.truncate_history(run_dir, last.global_step)  # later rows are logged again, identically
+    if is_main:
+        rundir.truncate_history(run_dir, last.global_step)  # later rows are logged again, identically
     print(f"resume: continuing {run_dir} from {last.path.name} (global step {last.global_step})")
     return (last.stage + 1, None, results, params) if last.stage_done else (last.stage, last, results, params)
 

@@ -34,6 +34,10 @@ SKIP = {
     "make test": "runs this test suite (recursion)",
     "ptpeft pretrain": "~25 min on 2 CPU cores; tests/synthetic/test_pretrain_cli.py runs it with recipe=smoke",
     "ptpeft train -m hydra/launcher=slurm": "submits to a SLURM cluster; tests/test_launchers.py composes it",
+    "torchrun": "needs 8 GPUs; tests/training/test_distributed.py runs torchrun with 2 CPU processes",
+    "accelerate launch": "needs 8 GPUs; the same launch as torchrun (tests/training/test_distributed.py)",
+    "ptpeft train resume=outputs/train/<run>": "needs a stopped run; tests/training/test_resume.py kills and resumes runs",
+    "ptpeft train -m resume=outputs/sweeps/<time>": "needs a stopped sweep; tests/e2e/test_sweep_resume.py",
     "python scripts/fetch_data.py": "downloads ~30 GB; tests/scripts/test_fetch_data.py lays out fake archives",
     "ptpeft train task=vqa task.dataset.kind=hf task.dataset.hf.path=lmms-lab": "streams from the Hub",
     "ptpeft train task=captioning task.dataset.kind=hf task.dataset.hf.path=parquet task.dataset.hf.data_files.train=/data/mine":
