@@ -44,6 +44,10 @@ def resolve_hardware(device: str, precision: str, num_threads: int | None = None
     chosen = torch.device("cuda" if device == "cuda" or (device == "auto" and cuda) else "cpu")
     if precision == "auto":
         precision = "bf16" if chosen.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if chosen.type == "cuda":
+        # TF32 tensor cores for what stays fp32 under autocast (Ampere+; ignored elsewhere).
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     if chosen.type == "cpu" and precision != "fp32":
         raise UserError(f"hardware.precision={precision} needs CUDA here; use precision=fp32 on CPU")
     return Hardware(device=chosen, precision=precision)
