@@ -15,7 +15,7 @@ for task in captioning vqa; do
   "$ptpeft" analyze "sweep_dir=$root/$task"
   echo "paper-$mode: $task done after $((SECONDS - start)) s"
 done
-"$ptpeft" report "runs=$root" "out=$root/report" update_doc=docs/results.md
+"$ptpeft" report "runs=$root" "out=$root/report" update_doc=docs/results.md "doc_block=paper-$mode"
 mkdir -p docs/figures  # the charts and spectra docs/results.md shows
 for task in captioning vqa; do
   cp "$root/report/$task.png" "docs/figures/$mode-$task.png"

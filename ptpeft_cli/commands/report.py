@@ -18,6 +18,6 @@ def report_command(cfg: DictConfig) -> None:
     report = build_report(roots, Path(cfg.out))
     print(report)
     if cfg.update_doc:
-        update_markdown(Path(cfg.update_doc), report)
+        update_markdown(Path(cfg.update_doc), report, cfg.doc_block)
         print(f"updated: {cfg.update_doc}")
     print(f"report dir: {cfg.out}")

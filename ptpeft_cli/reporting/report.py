@@ -100,14 +100,19 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
     return report
 
 
-BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
+def markers(block: str | None = None) -> tuple[str, str]:
+    """`<!-- report:begin -->` ... `<!-- report:end -->`, or named (`report:begin paper-full`), so one
+    document can hold several generated blocks (make paper and make paper-quick)."""
+    name = f" {block}" if block else ""
+    return f"<!-- report:begin{name} -->", f"<!-- report:end{name} -->"
 
 
-def update_markdown(path: Path, report: str) -> None:
-    """Replace the generated block of a hand-written document (docs/results.md), keeping the prose."""
-    text = path.read_text() if path.exists() else f"{BEGIN}\n{END}\n"
-    if BEGIN not in text or END not in text:
-        raise UserError(f"{path} has no {BEGIN} ... {END} block to update")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{report}\n{END}{tail}")
+def update_markdown(path: Path, report: str, block: str | None = None) -> None:
+    """Replace a generated block of a hand-written document (docs/results.md), keeping the prose."""
+    begin, end = markers(block)
+    text = path.read_text() if path.exists() else f"{begin}\n{end}\n"
+    if begin not in text or end not in text:
+        raise UserError(f"{path} has no {begin} ... {end} block to update")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{report}\n{end}{tail}")

@@ -40,6 +40,21 @@ def test_report_means_over_seeds_and_updates_the_results_block(tmp_path: Path, c
     assert (tmp_path / "out" / "vqa.csv").read_text().startswith("model,method,seeds,VQA acc.")
 
 
+def test_report_updates_only_its_named_block(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = tmp_path / "runs"
+    _run_dir(runs, "a", "lora", 0, {"eval/vqa_accuracy": 70.0, "params/trainable": 100, "params/trainable_share": 0.01})
+    results = tmp_path / "results.md"
+    results.write_text("<!-- report:begin paper-full -->\nfull\n<!-- report:end paper-full -->\n"
+                       "<!-- report:begin paper-quick -->\nquick\n<!-- report:end paper-quick -->\n")
+    main(["report", f"runs={runs}", f"out={tmp_path / 'out'}", f"update_doc={results}", "doc_block=paper-quick"])
+    text = results.read_text()
+    assert "\nfull\n" in text and "quick\n<" not in text and "| tiny_llava | lora | 1 | 70 |" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", f"runs={runs}", f"out={tmp_path / 'out'}", f"update_doc={results}", "doc_block=other"])
+    assert exit_info.value.code == 2
+    assert "has no <!-- report:begin other --> ... <!-- report:end other --> block" in capsys.readouterr().err
+
+
 def test_report_without_runs_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["report", f"runs={tmp_path}"])
