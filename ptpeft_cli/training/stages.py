@@ -68,7 +68,8 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
         if resuming:
             ckpt.load_trainable(loaded.model, mid)
             resume_at = (mid.step, ckpt.trainer_state(mid, rank=dist.rank, world_size=dist.world_size))
-            print(f"[{plan.name}] resuming at step {mid.step} from {mid.path}")
+            if dist.is_main:
+                print(f"[{plan.name}] resuming at step {mid.step} from {mid.path}")
         if dist.is_main:
             log.info("stage %s: %d trainable of %d parameters", plan.name, *params)
             print(f"[{plan.name}] params/trainable={params[0]} params/total={params[1]}")
@@ -125,9 +126,9 @@ def _restore(cfg: DictConfig, method: Method, loaded: LoadedModel, run_dir: Path
         state = ckpt.trainer_state(finished)
         results = [StageResult(**r) for r in state["results"]]
         params = tuple(state["params"])
-    if is_main:
-        rundir.truncate_history(run_dir, last.global_step)  # later rows are logged again, identically
-    print(f"resume: continuing {run_dir} from {last.path.name} (global step {last.global_step})")
+    if is_main:  # later rows are logged again, identically
+        rundir.truncate_history(run_dir, last.global_step)
+        print(f"resume: continuing {run_dir} from {last.path.name} (global step {last.global_step})")
     return (last.stage + 1, None, results, params) if last.stage_done else (last.stage, last, results, params)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow
 # dropout 0: the only randomness in a step that differs between 1 and 2 processes.
 RUN = ["train", "method=pt_peft", "task=vqa", "trainer.max_steps=4", "trainer.batch_size=8", "trainer.grad_accum=2",
-       "trainer.log_every=1", "method.lora.dropout=0", "task.dataset.n_train=48", "task.dataset.n_val=4",
+       "trainer.log_every=1", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=5", "method.lora.dropout=0", "task.dataset.n_train=48", "task.dataset.n_val=4",
        "task.dataset.n_test=16", "trainer.eval_batch_size=8", "logger=none", "analysis.enabled=false",
        "retention.enabled=false", "task.meteor=false", "hardware=cpu"]
 
@@ -50,7 +51,7 @@ def test_two_processes_write_one_run_dir_once(runs: tuple[Path, Path, str]) -> N
     assert (run_dir / "metrics.json").is_file() and (run_dir / "predictions.json").is_file()
     assert stdout.count("run dir: ") == 1 and stdout.count("params/trainable=51072") == 1  # rank 0 speaks
     assert len([line for line in (run_dir / "history.jsonl").read_text().splitlines() if '"train/loss"' in line]) == 8
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["0-end", "1-end"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["0-0000002", "0-end", "1-0000002", "1-end"]
 
 
 def test_ranks_hold_identical_weights_after_each_stage(runs: tuple[Path, Path, str]) -> None:
@@ -72,3 +73,24 @@ def test_gathered_eval_equals_one_process(runs: tuple[Path, Path, str]) -> None:
     one, two = (json.loads((d / "metrics.json").read_text()) for d in (single, ddp))
     assert {k: v for k, v in two.items() if k.startswith("eval/")} == {k: v for k, v in one.items() if k.startswith("eval/")}
     assert two["params/trainable"] == one["params/trainable"]
+
+
+def test_a_two_process_run_resumes_mid_stage_on_two_processes(runs: tuple[Path, Path, str]) -> None:
+    """Each rank goes on with its own RNG state and the shared data position (as if killed after
+    stage 2's step-2 checkpoint) and ends where the uninterrupted two-process run ended."""
+    _, done, _ = runs
+    workdir = done.parents[2]
+    stopped = workdir / "stopped"
+    shutil.copytree(done, stopped)
+    for name in ("metrics.json", "predictions.json"):
+        (stopped / name).unlink()
+    shutil.rmtree(stopped / "weights")
+    shutil.rmtree(stopped / "checkpoints" / "1-end")
+    resumed = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], [f"resume={stopped}"], workdir)
+    assert resumed.returncode == 0, [l for l in resumed.stderr.splitlines() if "error" in l.lower()][:5]
+    assert resumed.stdout.count("resuming at step 2") == 1
+    expected = json.loads((done / "metrics.json").read_text())
+    got = json.loads((stopped / "metrics.json").read_text())
+    assert {k: v for k, v in got.items() if not k.startswith(("time/", "throughput/"))} == \
+        {k: v for k, v in expected.items() if not k.startswith(("time/", "throughput/"))}
+    assert _losses(stopped) == _losses(done)
