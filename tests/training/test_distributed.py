@@ -87,7 +87,7 @@ def test_a_two_process_run_resumes_mid_stage_on_two_processes(runs: tuple[Path, 
     shutil.rmtree(stopped / "weights")
     shutil.rmtree(stopped / "checkpoints" / "1-end")
     resumed = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], [f"resume={stopped}"], workdir)
-    assert resumed.returncode == 0, [l for l in resumed.stderr.splitlines() if "error" in l.lower()][:5]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("resuming at step 2") == 1
     expected = json.loads((done / "metrics.json").read_text())
     got = json.loads((stopped / "metrics.json").read_text())
