@@ -28,7 +28,7 @@ FIXED_CHOICES: dict[str, tuple[str, ...]] = {
     "method.prefix.mode": ("input", "kv"),
     "hardware.device": ("auto", "cpu", "cuda"),
     "hardware.precision": ("auto", "fp32", "bf16", "fp16"),
-    "hardware.distributed": ("ddp",),
+    "hardware.distributed": ("ddp", "fsdp"),
     "logger.name": ("wandb", "none"),
     "logger.mode": ("online", "offline", "disabled"),
     "trainer.scheduler": ("linear", "cosine", "constant"),
@@ -241,6 +241,7 @@ class HardwareConfig:
     num_threads: int | None = None
     # How several processes (torchrun / accelerate launch / SLURM tasks) share the training; with
     # one process it is unused. trainer.batch_size stays the global batch, split over the ranks.
+    # ddp: a replica per rank; fsdp: full fine-tuning sharded over the ranks (FSDP2).
     distributed: str = "ddp"
 
 

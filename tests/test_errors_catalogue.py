@@ -71,7 +71,7 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("lora-targets-match-nothing", ["train", "method=lora", "method.lora.target_modules=.*nothing_here", *TINY],
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),
-    ("bad-distributed", ["train", "hardware.distributed=fsdp"], "hardware.distributed='fsdp' is not allowed; choose one of: ddp"),
+    ("bad-distributed", ["train", "hardware.distributed=deepspeed"], "hardware.distributed='deepspeed' is not allowed; choose one of: ddp, fsdp"),
     ("resume-sweep-not-a-sweep", ["train", "-m", "resume={tmp}"], "needs a sweep dir (one with multirun.yaml"),
     ("resume-sweep-with-overrides", ["train", "-m", "resume={tmp}/sweep", "method.lr=1"],
      "a sweep resumes with its own command line; drop method.lr=1"),

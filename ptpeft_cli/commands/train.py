@@ -102,7 +102,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and analyse one (model, method, task); write the run dir; return metrics."""
     started, watch = time.perf_counter(), Stopwatch()
     hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision, cfg.hardware.num_threads)
-    dist = Distributed.from_env(hardware.device, cfg.hardware.distributed)
+    dist = Distributed.from_env(hardware.device, cfg.hardware.distributed, cfg.method.name,
+                                  cfg.trainer.checkpoint_every)
     hardware = hardware.on(dist.device)
     seed_everything(cfg.trainer.seed)
     method, task, family = get_method(cfg.method.name), get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family)

@@ -1,6 +1,11 @@
 """Data-parallel training through accelerate, for a job launched by `torchrun` / `accelerate launch`
 (or a multi-task SLURM job): one place that knows about ranks.
 
+`hardware.distributed=fsdp` shards full fine-tuning instead (torch's FSDP2 `fully_shard`, per
+decoder layer, then the rest): for models whose weights, gradients and optimizer state do not fit
+one device. After training, the weights are gathered into a plain copy of the model on every rank
+for evaluation and saving. Mid-stage checkpoints are DDP-only so far.
+
 With one process nothing here wraps, syncs or gathers, and a run trains exactly as it always did.
 With several, accelerate builds the process group (gloo on CPU, NCCL on CUDA) and wraps each
 stage's model in DDP; ptpeft keeps its own loop, so what accelerate does for it is the wrapping,
@@ -13,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ptpeft_cli.errors import RunStopped
+from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.launch import launched_world_size
 
 
@@ -28,16 +34,29 @@ class Distributed:
     """The processes of one job. `accelerator` is None for a single process."""
 
     accelerator: Any = None
+    strategy: str = "ddp"
 
     @classmethod
-    def from_env(cls, device: torch.device, strategy: str) -> Distributed:
+    def from_env(cls, device: torch.device, strategy: str, method: str = "", checkpoint_every: int = 0
+                 ) -> Distributed:
         if launched_world_size() <= 1:
             return cls()
+        if strategy == "fsdp" and method != "full":
+            raise UserError(f"hardware.distributed=fsdp shards full fine-tuning (method=full); method={method} "
+                            "trains few weights: use hardware.distributed=ddp")
+        if strategy == "fsdp" and checkpoint_every:
+            raise UserError("trainer.checkpoint_every with hardware.distributed=fsdp: mid-stage checkpoints are "
+                            "written under ddp only so far; set trainer.checkpoint_every=0 (stage ends are kept)")
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         # Mixed precision stays ptpeft's own (Hardware.autocast); accelerate does not move models.
         return cls(Accelerator(cpu=device.type == "cpu", mixed_precision="no", device_placement=False,
-                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)]))
+                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)]),
+                   strategy)
+
+    @property
+    def shards_weights(self) -> bool:
+        return self.accelerator is not None and self.strategy == "fsdp"
 
     @property
     def world_size(self) -> int:
@@ -56,17 +75,49 @@ class Distributed:
         """The rank's device (cuda:LOCAL_RANK), or None to keep the resolved one."""
         return self.accelerator.device if self.accelerator else None
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: nn.Module, layers: list[nn.Module]) -> nn.Module:
         """The model a stage trains: DDP-wrapped after the method set the stage up (PT-PEFT's stage 2
-        adds LoRA, so every stage is wrapped anew). Methods keep working on the unwrapped model."""
+        adds LoRA, so every stage is wrapped anew; methods keep working on the unwrapped model), or
+        sharded in place by FSDP, one unit per decoder layer (`layers`) plus one for the rest."""
         if not self.accelerator:
             return model
+        if self.shards_weights:
+            from torch.distributed.fsdp import fully_shard
+
+            for layer in layers:
+                fully_shard(layer)
+            return fully_shard(model)
         self.accelerator.free_memory()  # forget the previous stage's wrapper
         return self.accelerator.prepare_model(model, device_placement=False)
 
-    def no_sync(self, model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
-        """Gradient accumulation: no all-reduce for micro-batches before a step's last."""
-        return self.accelerator.no_sync(model) if self.accelerator and skip else contextlib.nullcontext()
+    def gathered(self, sharded: nn.Module, fresh: nn.Module) -> nn.Module:
+        """After an FSDP stage: `fresh` (an unsharded copy of the architecture) holding the trained
+        weights in full on every rank, with the same parameters trainable; else `sharded` itself."""
+        if not self.shards_weights:
+            return sharded
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+        fresh.load_state_dict({name: tensor.to(next(fresh.parameters()).device) for name, tensor in full.items()})
+        trainable = {name for name, param in sharded.named_parameters() if param.requires_grad}
+        for name, param in fresh.named_parameters():
+            param.requires_grad_(name in trainable)
+        return fresh
+
+    @contextlib.contextmanager
+    def no_sync(self, model: nn.Module, skip: bool) -> Iterator[None]:
+        """Gradient accumulation: no all-reduce (reduce-scatter) for micro-batches before a step's last."""
+        if not (self.accelerator and skip):
+            yield
+        elif self.shards_weights:
+            model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                model.set_requires_gradient_sync(True)
+        else:
+            with self.accelerator.no_sync(model):
+                yield
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """Sums over ranks (one all-reduce for all values); unchanged for one process."""

@@ -85,7 +85,7 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
                           keep=cfg.trainer.keep_checkpoints)
 
         with watch.section("train_loop_s"):
-            result = run_stage(dist.prepare(loaded.model), loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
+            result = run_stage(dist.prepare(loaded.model, list(loaded.family.decoder_layers(loaded.model))), loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
                                grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
                                warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
                                max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
@@ -94,6 +94,8 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
                                dist=dist, progress=dist.is_main)
         results.append(result)
         global_step += plan.max_steps
+        if dist.shards_weights:  # FSDP: evaluation and saving need the whole model on every rank
+            loaded.model = dist.gathered(loaded.model, loaded.family.load(cfg.model).model.to(hardware.device))
         digest = dist.check_in_sync([p for p in loaded.model.parameters() if p.requires_grad], plan.name)
         if digest and dist.is_main:
             print(f"[{plan.name}] {dist.world_size} ranks in sync (trainable sha256 {digest[:12]})")

@@ -99,3 +99,11 @@ def test_launch_time_is_the_agreed_one_when_set(monkeypatch: pytest.MonkeyPatch)
     assert launch_time("%Y-%m-%d_%H-%M-%S") == "2026-01-02_03-04-05"
     monkeypatch.delenv("PTPEFT_LAUNCH_TIME")
     assert launch_time("%Y") >= "2026"
+
+
+def test_fsdp_is_for_full_fine_tuning_without_mid_stage_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")  # refused before any process group is made
+    with pytest.raises(UserError, match="hardware.distributed=fsdp shards full fine-tuning .method=full.; method=lora"):
+        Distributed.from_env(torch.device("cpu"), "fsdp", "lora")
+    with pytest.raises(UserError, match="mid-stage checkpoints are written under ddp only so far"):
+        Distributed.from_env(torch.device("cpu"), "fsdp", "full", checkpoint_every=10)
