@@ -87,9 +87,11 @@ def _resume_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if (run_dir / rundir.METRICS_FILE).is_file():
         print(f"kept finished job: {run_dir}")
         return rundir.read_metrics(run_dir)
-    (run_dir / rundir.ERROR_FILE).unlink(missing_ok=True)
+    if launched_rank() == 0:  # the run dir is rank 0's to change
+        (run_dir / rundir.ERROR_FILE).unlink(missing_ok=True)
     if latest_checkpoint(run_dir) is None:
-        rundir.truncate_history(run_dir, -1)  # rows of an attempt that saved nothing are redone
+        if launched_rank() == 0:
+            rundir.truncate_history(run_dir, -1)  # rows of an attempt that saved nothing are redone
         return None
     differ = rundir.config_differences(rundir.read_config(run_dir), cfg)
     if differ:

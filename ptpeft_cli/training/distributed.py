@@ -1,17 +1,18 @@
 """Data-parallel training through accelerate, for a job launched by `torchrun` / `accelerate launch`
 (or a multi-task SLURM job): one place that knows about ranks.
 
-`hardware.distributed=fsdp` shards full fine-tuning instead (torch's FSDP2 `fully_shard`, per
-decoder layer, then the rest): for models whose weights, gradients and optimizer state do not fit
-one device. After training, the weights are gathered into a plain copy of the model on every rank
-for evaluation and saving. Mid-stage checkpoints are DDP-only so far.
-
 With one process nothing here wraps, syncs or gathers, and a run trains exactly as it always did.
 With several, accelerate builds the process group (gloo on CPU, NCCL on CUDA) and wraps each
 stage's model in DDP; ptpeft keeps its own loop, so what accelerate does for it is the wrapping,
 `no_sync`, the collectives and clipping. `trainer.batch_size` stays the *global* batch: each rank
 takes its slice of every batch (accelerate's BatchSamplerShard), so a run's hyper-parameters mean
 the same on any number of processes.
+
+`hardware.distributed=fsdp` shards full fine-tuning instead (torch's FSDP2 `fully_shard`, per
+decoder layer, then the rest; accelerate's FSDP plugin needs GPUs, this runs and is tested on CPU
+too): for models whose weights, gradients and optimizer state do not fit one device. After
+training, the weights are gathered into a plain copy of the model on every rank for evaluation and
+saving. Mid-stage checkpoints are DDP-only so far.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class Distributed:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
-        fresh.load_state_dict({name: tensor.to(next(fresh.parameters()).device) for name, tensor in full.items()})
+        device = next(fresh.parameters()).device
+        fresh.load_state_dict({name: tensor.to(device) for name, tensor in full.items()})
         trainable = {name for name, param in sharded.named_parameters() if param.requires_grad}
         for name, param in fresh.named_parameters():
             param.requires_grad_(name in trainable)
