@@ -20,7 +20,7 @@ from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
 from ptpeft_cli import rundir
-from ptpeft_cli.config import conf_dir, register_configs, validate
+from ptpeft_cli.config import apply_rates, conf_dir, register_configs, validate
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.launch import agree_on_launch_identity, launched_rank, launched_world_size
 
@@ -83,6 +83,7 @@ def compose_config(config_name: str, overrides: list[str], config_dir: str = CON
         raise
     except Exception as exc:  # noqa: BLE001 - Hydra raises many types; all are user input here
         raise UserError(one_line(exc)) from None
+    apply_rates(cfg, overrides)
     validate(cfg)
     return cfg
 
@@ -106,8 +107,9 @@ def _prevalidate(config_name: str, args: list[str]) -> None:
     """Check every job's config before Hydra creates any directory."""
     if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
         return
-    overrides = [a for a in args if not a.startswith("-") and not a.startswith("hydra")]
-    overrides = [a for a in overrides if not a.startswith("+hydra") and not a.startswith("hydra/")]
+    # Hydra's own settings do not change a job's config, except the search path (user config dirs).
+    overrides = [a for a in args if not a.startswith("-") and (not a.startswith(("hydra", "+hydra"))
+                                                               or a.startswith("hydra.searchpath="))]
     multirun = "-m" in args or "--multirun" in args
     try:
         combos = sweep_jobs(config_name, overrides) if multirun else _expand_sweeps(overrides)

@@ -107,6 +107,8 @@ class MethodConfig:
     train_prefix_in_stage2: bool = True
     stage1: StageOptions = field(default_factory=StageOptions)
     stage2_options: StageOptions = field(default_factory=StageOptions)
+    # Set by a `rates=` table (apply_rates): which table entry chose the options above.
+    rates_from: str | None = None
 
 
 @dataclass
@@ -275,6 +277,17 @@ class RetentionConfig:
 
 
 @dataclass
+class RatesConfig:
+    """A table of method options per task and method label (`conf/rates/<name>.yaml`), e.g. the
+    learning rates `make tune` chose on the val split, or a family's rates at real size. The run's
+    method options are taken from `tasks[task.name][method.label]` (dotted keys under `method.`)."""
+
+    name: str = "none"
+    source: str | None = None  # where the values come from (a tuning run, a paper, a recipe)
+    tasks: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainRunConfig:
     model: ModelConfig = MISSING
     method: MethodConfig = MISSING
@@ -284,6 +297,7 @@ class TrainRunConfig:
     logger: LoggerConfig = MISSING
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    rates: RatesConfig = field(default_factory=RatesConfig)
     output_root: str = "outputs"
     resume: str | None = None  # a run dir to continue from its last checkpoint (`ptpeft train resume=DIR`)
     # Set by `ptpeft train -m resume=SWEEP_DIR`: each job keeps its finished run or resumes its own dir.
@@ -325,6 +339,38 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("run_id", run_id, use_cache=True)
     if not OmegaConf.has_resolver("launch_time"):
         OmegaConf.register_new_resolver("launch_time", launch_time, use_cache=True)
+
+
+def apply_rates(cfg: Any, explicit: list[str] | tuple[str, ...] = ()) -> None:
+    """Set the run's method options from its `rates` table entry (task name -> method label ->
+    {dotted method key: value}) and record the entry in `method.rates_from`, so the run's saved
+    config says where its rates came from. `explicit`: the command line's overrides; a key set
+    both there and by the table is refused rather than silently overwritten. Idempotent."""
+    from omegaconf import OmegaConf
+
+    from ptpeft_cli.errors import UserError
+
+    table = OmegaConf.select(cfg, "rates", default=None)
+    if table is None or not table.get("tasks") or cfg.method.get("rates_from"):
+        return
+    task, label = str(cfg.task.name), str(cfg.method.label)
+    entries = table.tasks.get(task) or {}
+    if label not in entries:
+        raise UserError(f"rates={table.name} has no entry for task {task} / method {label}; "
+                        f"it has: {', '.join(f'{t}/{m}' for t in table.tasks for m in table.tasks[t]) or 'none'}")
+    given = {o.split("=", 1)[0].lstrip("+~") for o in explicit}
+    for key, value in (entries[label] or {}).items():
+        if f"method.{key}" in given:
+            raise UserError(f"method.{key} is set both on the command line and by rates={table.name} "
+                            f"({task}/{label}); drop one of them (rates=none keeps the method's own values)")
+        if OmegaConf.select(cfg, f"method.{key}", default="<missing>") == "<missing>":
+            raise UserError(f"rates={table.name} ({task}/{label}) sets method.{key}, which is not a method option")
+        try:
+            OmegaConf.update(cfg, f"method.{key}", value, merge=False)
+        except Exception as error:  # noqa: BLE001 - OmegaConf's validation errors: the table's mistake
+            raise UserError(f"rates={table.name} ({task}/{label}): method.{key}={value!r} is invalid "
+                            f"({str(error).splitlines()[0]})") from None
+    cfg.method.rates_from = f"rates={table.name}: {task}/{label}" + (f" ({table.source})" if table.source else "")
 
 
 # Options that must be strictly positive when set (None means "not set" for the limits).

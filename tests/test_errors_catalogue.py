@@ -72,6 +72,11 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),
     ("bad-distributed", ["train", "hardware.distributed=deepspeed"], "hardware.distributed='deepspeed' is not allowed; choose one of: ddp, fsdp"),
+    ("unknown-rates", ["train", "rates=tunned"], "Could not find 'rates/tunned'"),
+    ("rates-missing-entry", ["train", "hydra.searchpath=[file://{tmp}/conf]", "rates=demo", "method=adapter"],
+     "rates=demo has no entry for task captioning / method adapter; it has: captioning/lora"),
+    ("rates-and-command-line", ["train", "hydra.searchpath=[file://{tmp}/conf]", "rates=demo", "method=lora",
+                                "method.lr=0.1"], "method.lr is set both on the command line and by rates=demo"),
     ("resume-sweep-not-a-sweep", ["train", "-m", "resume={tmp}"], "needs a sweep dir (one with multirun.yaml"),
     ("resume-sweep-with-overrides", ["train", "-m", "resume={tmp}/sweep", "method.lr=1"],
      "a sweep resumes with its own command line; drop method.lr=1"),
@@ -97,6 +102,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "dict.json").write_text(json.dumps({"a": 1}))
     (tmp / "sweep").mkdir()
     (tmp / "sweep" / "multirun.yaml").write_text("hydra: {overrides: {task: [], hydra: []}}\n")
+    (tmp / "conf" / "rates").mkdir(parents=True)
+    (tmp / "conf" / "rates" / "demo.yaml").write_text("name: demo\ntasks: {captioning: {lora: {lr: 0.001}}}\n")
     tree = write_official_tree(tmp / "official")
     tree.image("val2014", tree.karpathy_ids("test")[-1]).unlink()
     shutil.copytree(SHIPPED, tmp / "truncated")

@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ptpeft_cli import rundir
+from ptpeft_cli.config import apply_rates
 from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.launch import export_slurm_environment, launched_rank
 from ptpeft_cli.methods import get_method
@@ -50,6 +51,7 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    apply_rates(cfg, list(hydra_cfg.overrides.task))  # checked by the CLI before any dir existed
     export_slurm_environment()  # a SLURM job with one task per GPU is its own multi-process launch
     if launched_rank() != 0:  # other ranks of a multi-process job: rank 0 reports and writes
         return (_resume_job(cfg, run_dir) if cfg.get("resume_jobs") else None) or run_training(cfg, run_dir)
