@@ -4,16 +4,18 @@ The model is instantiated on the `meta` device (no memory) and the real method c
 (`setup_stage`, peft's LoRA wrapping, our adapters and prefix encoder) decides what trains, so the
 counts are exactly what `ptpeft train` reports as `params/trainable` (tests/models/test_model_sizes.py).
 
-Static memory = weights + gradients + AdamW state for `model.dtype=auto` on a GPU (bf16 weights):
+Static memory = weights + gradients + AdamW state. With bf16 weights (`model.dtype=auto` on a GPU):
 frozen parameters 2 bytes; trained bf16 parameters (full, adapters, prefix) 2 + 2 (gradient) + 4
 (two AdamW moments kept in the parameter's dtype) = 8 bytes; LoRA weights, which peft keeps in fp32
-over a bf16 model, 4 + 4 + 8 = 16 bytes. Activations are planning/memory.py's business.
+over a bf16 model, 4 + 4 + 8 = 16 bytes. With fp32 weights (`model.dtype=fp32`, bf16 autocast):
+4 bytes frozen, 16 trained. Activations are planning/estimate.py's business.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -36,7 +38,7 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "pt_peft (prefix+LoRA)": ("pt_peft", {}),
     "pt_adapter": ("pt_adapter", {}),
 }
-FROZEN_BYTES, TRAINED_BYTES, LORA_BYTES = 2, 8, 16
+LORA_BYTES = 16  # fp32 weight, gradient and two AdamW moments, whatever the model's dtype
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ class Footprint:
     lora: int  # of which LoRA weights (fp32 under peft)
     static_bytes: int  # weights + gradients + AdamW state
     lora_inputs: int  # in_features summed over every LoRA-wrapped Linear (what LoRA keeps per token)
+    weight_bytes: int = 2  # of the model's own weights (2: bf16, 4: fp32)
+
+    @property
+    def gradient_bytes(self) -> int:
+        """One gradient per trained parameter, in its dtype (LoRA: fp32)."""
+        return self.weight_bytes * (self.trainable - self.lora) + 4 * self.lora
 
 
 def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
@@ -61,41 +69,53 @@ def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
     return OmegaConf.to_object(OmegaConf.merge(cfg, overrides))
 
 
-def footprint(family_name: str, base: nn.Module, cfg: Any, stage: int | None = None) -> Footprint | None:
-    """What `cfg` trains on a copy of `base` in `stage` (None: the method's last stage; PT-PEFT's
-    stage 0 is its prefix alone); None if the method refuses this model."""
+def footprint(family_name: str, base: nn.Module, cfg: Any, stage: int | None = None,
+              weight_bytes: int = 2) -> Footprint:
+    """What `cfg` trains on `base` in `stage` (None: the method's last stage; PT-PEFT's stage 0 is
+    its prefix alone), with weights of `weight_bytes` (2: bf16, 4: fp32). A method that refuses this
+    model raises its UserError. Only methods that add modules (LoRA, adapters) work on a copy of
+    `base`; the others are counted without changing it."""
     family = get_family(family_name)
-    model = copy.deepcopy(base)
-    family.configure(model)  # the generic family reads its LoRA targets from the model
-    loaded = LoadedModel(model=model, processor=None, family=family)
+    family.configure(base)  # the generic family reads its LoRA targets from the model
     kind = "prefix" if cfg.name == "pt_peft" and stage == 0 else cfg.name
     prefix_params = 0
-    try:
-        if kind in ("prefix", "pt_peft"):  # built, not initialised (that would run the model)
-            check_prefix_mode(loaded, cfg.prefix.mode)
-            prefix_params = sum(p.numel() for p in build_prefix(loaded, prefix_meta(loaded, cfg)).parameters())
-        if kind == "full":  # FullMethod's rule; its tied-weight dedup reads storage, absent on meta
-            for name, param in model.named_parameters():
-                param.requires_grad_(family.full_trainable(name, bool(cfg.train_vision)))
-        elif kind in ("prefix", "none"):
-            loaded.model.requires_grad_(False)
-        else:
-            get_method(cfg.stage2 if kind == "pt_peft" else kind).setup_stage(loaded, cfg, 0)
-    except UserError:
-        return None
-    params = {id(p): p for p in loaded.model.parameters()}  # meta tensors: compare identities
-    lora = sum(p.numel() for n, p in loaded.model.named_parameters() if p.requires_grad and "lora_" in n)
-    trained = sum(p.numel() for p in params.values() if p.requires_grad)
-    frozen = sum(p.numel() for p in params.values() if not p.requires_grad)
+    if kind in ("prefix", "pt_peft"):  # built, not initialised (that would run the model)
+        loaded = LoadedModel(model=base, processor=None, family=family)
+        check_prefix_mode(loaded, cfg.prefix.mode)
+        prefix_params = sum(p.numel() for p in build_prefix(loaded, prefix_meta(loaded, cfg)).parameters())
+    if kind in ("full", "prefix", "none"):  # FullMethod's rule; its tied-weight dedup reads storage, absent on meta
+        named = list(base.named_parameters())
+        trained = sum(p.numel() for n, p in named if kind == "full" and family.full_trainable(n, bool(cfg.train_vision)))
+        frozen, lora, lora_inputs = sum(p.numel() for _, p in named) - trained, 0, 0
+    else:
+        loaded = LoadedModel(model=copy.deepcopy(base), processor=None, family=family)
+        get_method(cfg.stage2 if kind == "pt_peft" else kind).setup_stage(loaded, cfg, 0)
+        params = {id(p): p for p in loaded.model.parameters()}  # meta tensors: compare identities
+        lora = sum(p.numel() for n, p in loaded.model.named_parameters() if p.requires_grad and "lora_" in n)
+        trained = sum(p.numel() for p in params.values() if p.requires_grad)
+        frozen = sum(p.numel() for p in params.values() if not p.requires_grad)
+        lora_inputs = sum(m.in_features for n, m in loaded.model.named_modules()
+                          if isinstance(m, nn.Linear) and ".lora_A." in f"{n}.")
     other = trained - lora + prefix_params
-    lora_inputs = sum(m.in_features for n, m in loaded.model.named_modules()
-                      if isinstance(m, nn.Linear) and ".lora_A." in f"{n}.")
     return Footprint(total=frozen + trained, trainable=lora + other, lora=lora,
-                     static_bytes=FROZEN_BYTES * frozen + LORA_BYTES * lora + TRAINED_BYTES * other,
-                     lora_inputs=lora_inputs)
+                     static_bytes=weight_bytes * (frozen + 4 * other) + LORA_BYTES * lora,
+                     lora_inputs=lora_inputs, weight_bytes=weight_bytes)
 
 
 def count(family_name: str, base: nn.Module, cfg: Any) -> tuple[int, int] | None:
     """(trainable parameters, static training bytes) of `cfg`'s last stage; None if refused."""
-    found = footprint(family_name, base, cfg)
-    return None if found is None else (found.trainable, found.static_bytes)
+    try:
+        found = footprint(family_name, base, cfg)
+    except UserError:
+        return None
+    return found.trainable, found.static_bytes
+
+
+@cache
+def method_for_label(label: str) -> tuple[str, MethodConfig]:
+    """(method yaml, its shipped config) whose `method.label` is `label` (pt_lora -> pt_peft)."""
+    for path in sorted((conf_dir() / "method").glob("*.yaml")):
+        cfg = method_config(path.stem, {})
+        if cfg.label == label:
+            return path.stem, cfg
+    raise UserError(f"no method has the label {label!r}")
