@@ -193,10 +193,13 @@ class Planner:
     def _setting(self, checkpoint: str, label: str, stage: str | None, seq: int | None
                  ) -> tuple[Shapes, Footprint, int] | None:
         real = real_checkpoints().get(checkpoint)
+        try:
+            _, method = method_for_label(label)
+        except UserError:  # a row of a method this install does not have
+            return None
         if real is None:
             return None
         row_shapes = shapes(real.family, real.hub_id, real.directory)
-        _, method = method_for_label(label)
         fp = _footprint(real.family, real.hub_id, real.directory, method, _stage_index(method, stage))
         return row_shapes, fp, int(seq or row_shapes.image_tokens + self.text_tokens)
 
