@@ -10,6 +10,10 @@ from ptpeft_cli.tables import markdown_table
 MARK = {"measured": "m", "scaled": "s", "extrapolated": "e"}
 
 
+def _jobs(count: int) -> str:
+    return f"{count} job{'' if count == 1 else 's'}"
+
+
 def _num(value: float | None, digits: int = 1) -> str:
     return "?" if value is None else f"{value:,.{digits}f}"
 
@@ -38,7 +42,7 @@ def _rows(job: JobPlan) -> list[list[str]]:
 def render(plan: Plan, title: str = "") -> str:
     jobs, shape = plan.jobs, plan.shapes
     layouts = sorted({(j.gpu.name, j.gpus, j.micro, j.grad_accum, j.checkpointing) for j in jobs})
-    lines = [f"ptpeft plan{': ' + title if title else ''}: {len(jobs)} jobs; {shape.checkpoint} "
+    lines = [f"ptpeft plan{': ' + title if title else ''}: {_jobs(len(jobs))}; {shape.checkpoint} "
              f"({shape.family}, {shape.total_params / 1e9:.2f} B parameters)",
              f"sequence: {plan.seq} positions per sample ({shape.image_tokens} image + {plan.text_tokens} text)"]
     for card, gpus, micro, accum, ckpt in layouts:
@@ -59,7 +63,7 @@ def summary(plan: Plan) -> list[str]:
     jobs, known = plan.jobs, plan.known
     total, wall, longest = plan.gpu_hours, plan.sequential_hours, plan.longest_hours
     extrapolated = sum(j.gpu_hours for j in known if j.extrapolated)
-    out = [f"total: {total:,.1f} GPU-hours for {len(jobs)} jobs ({extrapolated:,.1f} of them on throughput not "
+    out = [f"total: {total:,.1f} GPU-hours for {_jobs(len(jobs))} ({extrapolated:,.1f} of them on throughput not "
            f"measured on this card); one job after another: {wall:,.1f} h ({wall / 24:.1f} days) on "
            f"{jobs[0].gpus} GPU{'s' if jobs[0].gpus > 1 else ''}; longest job {longest:.1f} h"]
     if len(known) < len(jobs):
