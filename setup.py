@@ -7,7 +7,8 @@ setup(
     packages=[*find_packages(include=["ptpeft_cli", "ptpeft_cli.*"]), "ptpeft_cli.conf"],
     package_dir={"ptpeft_cli.conf": "conf"},
     package_data={
-        "ptpeft_cli": ["models/checkpoints/**/*", "models/real_configs/**/*", "evaluation/metrics/**/*.py"],
+        "ptpeft_cli": ["models/checkpoints/**/*", "models/real_configs/**/*", "evaluation/metrics/**/*.py",
+                       "planning/*.json"],
         "ptpeft_cli.conf": ["*.yaml", "**/*.yaml"],
     },
 )

@@ -7,9 +7,10 @@ Every user mistake ends as one line on stderr and exit code 2, before anything i
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import hydra
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pre-train the embedded tiny LMM on the synthetic world",
     "analyze": "compare representation spectra of several runs (run_dirs=[A,B] or sweep_dir=S)",
     "report": "build result tables from run dirs (runs=DIR)",
+    "plan": "GPU memory, time and GPU-hours of every job a train command would run (offline, in seconds)",
 }
 # Commands that create run dirs and may sweep; the rest compose a config and return.
 HYDRA_APPS = {"train": "train", "pretrain": "pretrain"}
@@ -103,13 +105,18 @@ def sweep_jobs(config_name: str, overrides: list[str]) -> list[list[str]]:
         raise UserError(one_line(exc)) from None
 
 
+def job_overrides(args: list[str]) -> list[str]:
+    """The overrides that shape a job's config: Hydra's own settings (launcher, run dirs) and flags
+    do not, except the search path (user config dirs)."""
+    return [a for a in args if not a.startswith("-") and (not a.startswith(("hydra", "+hydra"))
+                                                          or a.startswith("hydra.searchpath="))]
+
+
 def _prevalidate(config_name: str, args: list[str]) -> None:
     """Check every job's config before Hydra creates any directory."""
     if any(a.split("=")[0] in HYDRA_FLAGS_WITHOUT_RUN for a in args):
         return
-    # Hydra's own settings do not change a job's config, except the search path (user config dirs).
-    overrides = [a for a in args if not a.startswith("-") and (not a.startswith(("hydra", "+hydra"))
-                                                               or a.startswith("hydra.searchpath="))]
+    overrides = job_overrides(args)
     multirun = "-m" in args or "--multirun" in args
     try:
         combos = sweep_jobs(config_name, overrides) if multirun else _expand_sweeps(overrides)
@@ -200,8 +207,46 @@ def _run_plain(command: str, args: list[str]) -> None:
         args = _gather_list(args, "run_dir", "run_dirs")
     if command == "report":
         args = _gather_list(args, "runs", "runs")
+    if command == "plan":
+        _run_plan(args)
+        return
     cfg = compose_config(command, args, COMMAND_CONF_DIR)
     getattr(commands, f"{command}_command")(cfg)
+
+
+def plan_inputs(args: list[str]) -> tuple[DictConfig, list[tuple[list[str], DictConfig]], list[str]]:
+    """`ptpeft plan ARGS` -> (the planner's own options, every job's (overrides, train config) as
+    `ptpeft train -m ARGS` would run them, the experiment's sweep included, the train overrides).
+    Composed without Hydra creating anything; Hydra's own settings (launcher, dirs) are dropped."""
+    own = set(OmegaConf.load(Path(COMMAND_CONF_DIR) / "plan.yaml"))
+    options = [a for a in args if a.split("=", 1)[0] in own]
+    overrides = job_overrides([a for a in args if a not in options])
+    cfg = compose_config("plan", options, COMMAND_CONF_DIR)
+    return cfg, [(job, config) for job, config in _compose_jobs(sweep_jobs("train", overrides))], overrides
+
+
+def _compose_jobs(jobs: list[list[str]]) -> Iterator[tuple[list[str], DictConfig]]:
+    """Every job's train config. Composing takes Hydra a good fraction of a second, and a sweep's
+    seeds change no value but `trainer.seed` itself (tests/planning pins it), so jobs that differ
+    only in their seed are composed once and copied."""
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    for job in jobs:
+        others = tuple(o for o in job if not o.startswith("trainer.seed="))
+        seeds = [o.split("=", 1)[1] for o in job if o.startswith("trainer.seed=")]
+        if others in composed and len(seeds) == 1 and seeds[0].isdigit():
+            config = copy.deepcopy(composed[others])
+            config.trainer.seed = int(seeds[0])
+        else:
+            config = compose_config("train", job)
+            composed.setdefault(others, config)
+        yield job, config
+
+
+def _run_plan(args: list[str]) -> None:
+    from ptpeft_cli import commands
+
+    options, jobs, overrides = plan_inputs(args)
+    commands.plan_command(options, jobs, " ".join(overrides))
 
 
 def _gather_list(args: list[str], repeated: str, target: str) -> list[str]:

@@ -245,6 +245,11 @@ class HardwareConfig:
     # one process it is unused. trainer.batch_size stays the global batch, split over the ranks.
     # ddp: a replica per rank; fsdp: full fine-tuning sharded over the ranks (FSDP2).
     distributed: str = "ddp"
+    # What `ptpeft plan` sizes a job for: GPUs per job (one process each) and the card
+    # (planning/gpus.py; None: the one visible here, else an H100). Training itself runs on
+    # the processes and device it is launched with.
+    gpus: int = 1
+    gpu_name: str | None = None
 
 
 @dataclass

@@ -1,16 +1,10 @@
-"""Trainable parameters per method and training memory for each family at its real size.
+"""Trainable parameters per method and training memory for each family at its real size: the
+tables of docs/models.md.
 
-No weights are needed: each model is instantiated from its config on the `meta` device (shapes
-only, no memory) and the real method code (`setup_stage`, peft's LoRA wrapping, our adapters
-and prefix encoder) decides what trains, so the counts are exactly what `ptpeft train` reports
-as `params/trainable`. The configs are the checkpoints' `config.json` files shipped in
-ptpeft_cli/models/real_configs/ (models/real_size.py).
-
-Memory = weights + gradients + AdamW state, for `model.dtype=auto` on a GPU (bf16 weights):
-frozen parameters 2 bytes; trained bf16 parameters (full, adapters, prefix) 2 + 2 (gradient)
-+ 4 (two AdamW moments kept in the parameter's dtype) = 8 bytes; LoRA weights, which peft keeps
-in fp32 over a bf16 model, 4 + 4 + 8 = 16 bytes. Activations (batch and sequence dependent)
-and the CUDA context are not included.
+The arithmetic lives in ptpeft_cli/planning/sizes.py (shared with `ptpeft plan`): each checkpoint's
+architecture is built from its shipped `config.json` on the `meta` device (shapes only, no
+download) and the real method code decides what trains. Memory = weights + gradients + AdamW state
+for bf16 weights (frozen 2 bytes, trained 8, LoRA 16 per parameter); activations not included.
 
     python scripts/model_sizes.py            # markdown tables for docs/models.md
 """
@@ -18,73 +12,11 @@ and the CUDA context are not included.
 from __future__ import annotations
 
 import argparse
-import copy
-from pathlib import Path
-from typing import Any
 
-from omegaconf import OmegaConf
-from torch import nn
-
-from ptpeft_cli.config import MethodConfig
-from ptpeft_cli.errors import UserError
-from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.prefix import build_prefix, check_prefix_mode, prefix_meta
-from ptpeft_cli.models import get_family
-from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.real_size import build_model, real_checkpoints
+from ptpeft_cli.planning.sizes import METHODS, count, method_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
 GIB = 1024**3
-
-# column -> (method config file, overrides)
-METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "full": ("full", {}),
-    "lora": ("lora", {}),
-    "adapter": ("adapter", {}),
-    "prefix input": ("prefix", {"prefix": {"mode": "input"}}),
-    "prefix kv": ("prefix", {"prefix": {"mode": "kv"}}),
-    "pt_peft (prefix+LoRA)": ("pt_peft", {}),
-    "pt_adapter": ("pt_adapter", {}),
-}
-
-
-def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
-    """The shipped defaults of conf/method/<name>.yaml (pt_adapter extends pt_peft)."""
-    cfg = OmegaConf.structured(MethodConfig)
-    files = ["pt_peft", "pt_adapter"] if name == "pt_adapter" else [name]
-    for file in files:
-        values = OmegaConf.load(CONF / f"{file}.yaml")
-        values.pop("defaults", None)
-        cfg = OmegaConf.merge(cfg, values)
-    return OmegaConf.to_object(OmegaConf.merge(cfg, overrides))
-
-
-def count(family_name: str, base: nn.Module, cfg: MethodConfig) -> tuple[int, int] | None:
-    """(trainable parameters, training bytes) of `cfg` on a copy of `base`; None if refused."""
-    family = get_family(family_name)
-    model = copy.deepcopy(base)
-    family.configure(model)  # the generic family reads its LoRA targets from the model
-    loaded = LoadedModel(model=model, processor=None, family=family)
-    prefix_params = 0
-    try:
-        if cfg.name in ("prefix", "pt_peft"):  # built, not initialised (that would run the model)
-            check_prefix_mode(loaded, cfg.prefix.mode)
-            prefix_params = sum(p.numel() for p in build_prefix(loaded, prefix_meta(loaded, cfg)).parameters())
-        if cfg.name == "full":  # FullMethod's rule; its tied-weight dedup reads storage, absent on meta
-            for name, param in model.named_parameters():
-                param.requires_grad_(family.full_trainable(name, bool(cfg.train_vision)))
-        elif cfg.name != "prefix":
-            get_method(cfg.stage2 if cfg.name == "pt_peft" else cfg.name).setup_stage(loaded, cfg, 0)
-        else:
-            loaded.model.requires_grad_(False)
-    except UserError:
-        return None
-    params = {id(p): p for p in loaded.model.parameters()}  # meta tensors: compare identities
-    lora = sum(p.numel() for n, p in loaded.model.named_parameters() if p.requires_grad and "lora_" in n)
-    trained = sum(p.numel() for p in params.values() if p.requires_grad)
-    frozen = sum(p.numel() for p in params.values() if not p.requires_grad)
-    other = trained - lora + prefix_params
-    return lora + other, 2 * frozen + 16 * lora + 8 * other
 
 
 def main() -> None:

@@ -92,6 +92,15 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("analyze-nothing", ["analyze"], "ptpeft analyze needs run_dir=PATH"),
     ("analyze-unanalysed", ["analyze", "run_dir={tmp}"], "holds no representation.json"),
     ("report-no-runs", ["report", "runs={tmp}"], "no ptpeft run dirs under"),
+    ("plan-unknown-experiment", ["plan", "experiment=real_llava"], "Could not find 'experiment/real_llava'"),
+    ("plan-unknown-gpu", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpu_name=V100"],
+     "unknown hardware.gpu_name='V100'; known: H100-SXM, H100-PCIe, H200"),
+    ("plan-no-shapes", ["plan", "model=llava15", "model.name_or_path={tmp}/nowhere"],
+     "ptpeft plan needs the shapes of model.name_or_path={tmp}/nowhere: it is neither a checkpoint with a shipped config"),
+    ("plan-batch-split", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpus=3"],
+     "trainer.batch_size=16 cannot be split over hardware.gpus=3; use a multiple of 3"),
+    ("plan-bench-missing", ["plan", "bench={tmp}/gpu.json", "model=llava15"], "bench={tmp}/gpu.json: no such file"),
+    ("plan-text-tokens", ["plan", "text_tokens=0", "model=llava15"], "text_tokens=0 must be > 0"),
 ]
 
 

@@ -1,6 +1,6 @@
 """The house's one-way data flow, checked on the source: a package imports only packages below it.
 
-cli -> commands -> synthetic (the demo) -> reporting -> analysis -> training -> methods -> tasks ->
+cli -> commands -> synthetic (the demo) -> reporting -> planning -> analysis -> training -> methods -> tasks ->
 evaluation (official metrics, generation) -> models -> data, with config, registry, rundir, tables,
 launch and errors as ground floors.
 """
@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ptpeft_cli"
 GROUND = {"errors", "registry", "config", "rundir", "tables", "launch", "__init__"}
-ORDER = ["data", "models", "evaluation", "tasks", "methods", "training", "analysis", "reporting", "synthetic",
+ORDER = ["data", "models", "evaluation", "tasks", "methods", "training", "analysis", "planning", "reporting", "synthetic",
          "commands", "cli", "__main__"]
 
 

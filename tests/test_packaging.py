@@ -38,3 +38,10 @@ def test_wheel_installed_elsewhere_trains_from_another_directory(tmp_path: Path)
     assert run_dir.is_relative_to(work / "outputs" / "train")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0 <= metrics["eval/vqa_accuracy"] <= 100 and metrics["params/trainable"] > 0
+
+    # `ptpeft plan` reads the shipped real-size configs and measured rows from the wheel, offline.
+    plan = subprocess.run([sys.executable, "-m", "ptpeft_cli", "plan", "model=llava15", "method=lora",
+                           "task=vqa", "task.eval_limit=10", "hardware.gpu_name=H200"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "| 16.7 m |" in plan.stdout and "llava-hf/llava-1.5-7b-hf lora (batch 16) on H200" in plan.stdout

@@ -41,3 +41,9 @@ def report_command(cfg: DictConfig) -> None:
     from ptpeft_cli.commands.report import report_command as command
 
     command(cfg)
+
+
+def plan_command(options: DictConfig, jobs: list[tuple[list[str], DictConfig]], title: str) -> None:
+    from ptpeft_cli.commands.plan import plan_command as command
+
+    command(options, jobs, title)

@@ -59,6 +59,10 @@ class KarpathyCaptions(DataSource):
     kind = "coco_karpathy"
     formats = frozenset({"captions"})
 
+    def published_rows(self, split: str) -> int | None:
+        """Images (one eval row each) of the Karpathy split's val and test."""
+        return {"val": 5000, "test": 5000}.get(split)
+
     def captions(self, split: str, limit: int | None) -> datasets.Dataset:
         cfg = self.cfg
         if cfg.get("karpathy_json"):
@@ -86,6 +90,12 @@ class Vqav2Questions(DataSource):
 
     def official_split(self, split: str) -> str:
         return VQAV2_SPLITS.get(split, (split, split))[0]
+
+    def published_rows(self, split: str) -> int | None:
+        """Questions of the VQAv2 release (v2.0) per split; val is the held-out slice with train_on_val."""
+        if split == "val" and self.cfg.train_on_val:
+            return int(self.cfg.heldout) or None
+        return {"train": 443757, "val": 214354, "test-dev": 107394, "test": 447793}.get(split)
 
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
         self.check_question_set()

@@ -36,6 +36,11 @@ class DataSource:
     def questions(self, split: str, limit: int | None) -> datasets.Dataset:
         raise UserError(f"task.dataset.kind={self.kind} holds no questions")
 
+    def published_rows(self, split: str) -> int | None:
+        """Rows of `split` in the official release, known without reading it (`ptpeft plan` sizes
+        evaluation with it); None where a source cannot know before reading."""
+        return None
+
     def official_split(self, split: str) -> str:
         """The split's name in the official files and on evaluation servers (VQAv2 test-dev ->
         test-dev2015); it names result files written for a server."""

@@ -8,6 +8,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from ptpeft_cli.launch import launched_rank
 from ptpeft_cli.rundir import find_runs
 from ptpeft_cli.tables import markdown_table
 from ptpeft_cli.tasks import TASKS
@@ -40,7 +41,7 @@ def summarise(sweep_dir: Path) -> str:
 class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.exists():
+        if not sweep_dir.exists() or launched_rank() != 0:  # a sweep under torchrun: rank 0 writes and speaks
             return
         table = summarise(sweep_dir)
         (sweep_dir / "summary.md").write_text(table + "\n")

@@ -25,9 +25,12 @@ from official_tree import OfficialTree, write_official_tree
 
 from ptpeft_cli.cli import main
 
+from .markdown_commands import Command, bash_commands
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# docs/reproduce.md's real-size commands run at smoke size in tests/e2e/test_reproduce_commands.py.
+DOCS = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "reproduce.md")]
 # Commands not run here, and why (keep this short: a documented command should work as pasted).
 SKIP = {
     "make run": "creates .venv and pip-installs (network); what it runs is `ptpeft train`, run below",
@@ -50,35 +53,6 @@ FEW_STEPS = {
               "task.dataset.n_test=8"],
     "score": ["meteor=false"],
 }
-
-
-@dataclass
-class Command:
-    doc: str
-    line: int
-    text: str
-
-
-def bash_commands(path: Path) -> list[Command]:
-    """The command lines of a markdown file's ```bash blocks (continuations joined, comments dropped)."""
-    commands, in_block, pending, start = [], False, "", 0
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip().startswith("```"):
-            in_block = line.strip() == "```bash" if not in_block else False
-            continue
-        if not in_block:
-            continue
-        if not pending:
-            start = number
-        pending += line.rstrip()
-        if pending.endswith("\\"):
-            pending = pending[:-1] + " "
-            continue
-        text = " ".join(shlex.split(pending, comments=True))
-        if text:
-            commands.append(Command(path.name, start, pending.split(" #")[0].strip()))
-        pending = ""
-    return commands
 
 
 ALL = [command for doc in DOCS for command in bash_commands(doc)]

@@ -1,12 +1,11 @@
-"""scripts/model_sizes.py counts on shapes only (meta device): its counts must equal what the
-methods really train on a materialised model (`params/trainable` of a run)."""
+"""planning/sizes.py (scripts/model_sizes.py's tables, `ptpeft plan`) counts on shapes only (meta
+device): its counts must equal what the methods really train on a materialised model
+(`params/trainable` of a run), stage by stage."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -15,21 +14,12 @@ from transformers import AutoConfig
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.methods.base import count_parameters
 from ptpeft_cli.models.base import LoadedModel
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_sizes.py"
-
-
-@pytest.fixture(scope="module")
-def sizes() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("model_sizes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ptpeft_cli.planning import sizes
 
 
 @pytest.mark.parametrize("name", ["llava15", "git", "blip2_opt"])
 def test_meta_counts_equal_real_trainable_parameters(
-    name: str, sizes: ModuleType, load: Callable[..., LoadedModel], tiny_checkpoint: Callable[[str], Path]
+    name: str, load: Callable[..., LoadedModel], tiny_checkpoint: Callable[[str], Path]
 ) -> None:
     family = load(name).family
     with torch.device("meta"):
@@ -44,5 +34,11 @@ def test_meta_counts_equal_real_trainable_parameters(
         method = get_method(cfg.name)
         for stage in range(len(method.stages(cfg, 1))):
             method.setup_stage(loaded, cfg, stage)
-        trainable, total = count_parameters(loaded.model)
+            trainable, total = count_parameters(loaded.model)
+            found = sizes.footprint(name, meta, cfg, stage)
+            assert found is not None and found.trainable == trainable, (column, stage)
         assert counted is not None and counted[0] == trainable, column
+        lora_inputs = sum(m.in_features for n, m in loaded.model.named_modules()
+                          if isinstance(m, torch.nn.Linear) and ".lora_A." in f"{n}.")
+        assert found.lora_inputs == lora_inputs  # the activations LoRA keeps: planning/memory.py
+        assert (lora_inputs > 0) == (cfg.name in ("lora", "pt_peft") and cfg.stage2 == "lora"), column
