@@ -71,6 +71,10 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("lora-targets-match-nothing", ["train", "method=lora", "method.lora.target_modules=.*nothing_here", *TINY],
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),
+    ("train-split-smaller-than-a-batch", ["train", "task=vqa", "task.train_limit=8", "trainer.batch_size=32",
+                                          *[a for a in TINY if not a.startswith("trainer.batch_size=")]],
+     "the train split 'train' has 8 example(s), fewer than one batch (trainer.batch_size=32, the global batch of "
+     "all processes): lower trainer.batch_size to at most 8 or train on more examples (task.train_limit)"),
     ("bad-distributed", ["train", "hardware.distributed=deepspeed"], "hardware.distributed='deepspeed' is not allowed; choose one of: ddp, fsdp"),
     ("unknown-rates", ["train", "rates=tunned"], "Could not find 'rates/tunned'"),
     ("rates-missing-entry", ["train", "hydra.searchpath=[file://{tmp}/conf]", "rates=demo", "method=adapter"],

@@ -28,11 +28,13 @@ from ptpeft_cli.models import get_family
 from ptpeft_cli.tables import key_value_table
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.training.batches import (
+    check_train_split,
     predict_task,
     teacher_forced_eval_batches,
     with_cached_images,
 )
 from ptpeft_cli.training.checkpoint import latest as latest_checkpoint
+from ptpeft_cli.training.checkpoint import publish_weights
 from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 from ptpeft_cli.training.retention import retention_metrics
@@ -59,7 +61,7 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
         metrics = (_resume_job(cfg, run_dir) if cfg.get("resume_jobs") else None) or run_training(cfg, run_dir)
     except UserError as error:
         if sweeping:
-            (run_dir / rundir.ERROR_FILE).write_text(f"{error}\n")
+            _record_error(run_dir, f"{error}\n")
             log.error("job failed: %s", error)
             return None
         if not cfg.get("resume"):  # a resumed run dir holds earlier work: never delete it
@@ -67,20 +69,28 @@ def train_entry(cfg: DictConfig) -> dict[str, Any] | None:
         print(f"ptpeft: error: {error}", file=sys.stderr)
         raise SystemExit(UserError.exit_code) from None
     except RunStopped as stopped:
-        (run_dir / rundir.ERROR_FILE).write_text(f"{stopped}\n")
+        _record_error(run_dir, f"{stopped}\n")
         if sweeping:
             log.error("job stopped: %s", stopped)
             return None
         print(f"ptpeft: run stopped: {stopped}\nrun dir: {run_dir}", file=sys.stderr)
         raise SystemExit(RunStopped.exit_code) from None
     except Exception:
-        (run_dir / rundir.ERROR_FILE).write_text(traceback.format_exc())
+        _record_error(run_dir, traceback.format_exc())
         if not sweeping:
             raise
         log.exception("job failed")
         return None
     print(f"run dir: {run_dir}")
     return metrics
+
+
+def _record_error(run_dir: Path, text: str) -> None:
+    """error.txt; on a full disk even this can fail, which must not hide the error itself."""
+    try:
+        (run_dir / rundir.ERROR_FILE).write_text(text)
+    except OSError as error:
+        log.warning("could not write %s: %s", run_dir / rundir.ERROR_FILE, error)
 
 
 def _resume_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -116,6 +126,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         task.start_scorers()  # e.g. METEOR's JVM loads on the idle core while the data is prepared
     with watch.section("data_s"), dist.main_process_first():  # rank 0 writes the world; the rest read it
         data = task.load()
+    n_stages = len(method.stages(cfg.method, cfg.trainer.max_steps))
+    if n_stages:
+        check_train_split(len(data.train), cfg.trainer, str(cfg.task.train_split))
     loaded = family.load(cfg.model)
     freeze_all(loaded.model)  # a base model trains nothing until a method's stage says what
     loaded.model.to(hardware.device)
@@ -143,7 +156,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             predictions = predict_task(loaded, task, data, cfg, hardware, dist)
         if not dist.is_main:  # scoring, retention, analysis and every write are rank 0's
             return {}
-        method.save(loaded, run_dir / rundir.WEIGHTS_DIR)
+        publish_weights(run_dir, run_dir / rundir.WEIGHTS_DIR, n_stages, lambda out: method.save(loaded, out))
         with watch.section("score_s"):
             metrics: dict[str, Any] = task.evaluate(data, predictions)
         metrics.update({"params/trainable": trainable, "params/total": total, "params/trainable_share": trainable / total})

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ptpeft_cli import storage
 from ptpeft_cli.config import MethodConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.models.base import LoadedModel
@@ -165,10 +166,17 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def trainable_bytes(model: nn.Module) -> int:
+    """Bytes of the trainable parameters (each tied tensor once), without copying them."""
+    return sum(p.numel() * p.element_size() for _, p in unique_parameters(model) if p.requires_grad)
+
+
 def save_tensors(tensors: Mapping[str, torch.Tensor], path: Path, meta: Mapping[str, Any]) -> None:
-    """safetensors file plus a JSON sidecar (`<stem>.json`) that says how to rebuild the modules."""
+    """safetensors file plus a JSON sidecar (`<stem>.json`) that says how to rebuild the modules.
+    Hashed while written (storage.write_safetensors): a checkpoint's manifest of a 14 GB
+    `full.safetensors` then costs no second read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(dict(tensors), str(path), metadata={"format": "pt"})
+    storage.write_safetensors(tensors, path, metadata={"format": "pt"})
     path.with_suffix(".json").write_text(json.dumps(dict(meta), indent=2, sort_keys=True))
 
 

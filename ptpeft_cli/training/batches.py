@@ -53,6 +53,21 @@ def with_cached_images(loaded: LoadedModel, data: TaskData) -> TaskData:
                                eval=with_image_index(data.eval, store), images=store)
 
 
+def check_train_split(size: int, trainer: Any, split: str) -> None:
+    """Refuse, before anything is written, a train split smaller than one batch: batches are whole
+    (`drop_last`), so it gives none and training could never take a step. Whole batches are kept
+    rather than training on a short one: every step then has the configured batch size (the
+    gradient scale the learning rate was chosen for, and the same split over any number of
+    processes), and the data order of existing runs and PT-PEFT's stage-cache key stay as they were."""
+    batch = int(trainer.batch_size)
+    if size >= batch:
+        return
+    fix = f"lower trainer.batch_size to at most {size}" if size else "point the task at a split with examples"
+    raise UserError(f"the train split {split!r} has {size} example(s), fewer than one batch "
+                    f"(trainer.batch_size={batch}, the global batch of all processes): {fix} "
+                    "or train on more examples (task.train_limit)")
+
+
 def train_loader(loaded: LoadedModel, task: Task, data: TaskData, trainer: Any, pin_memory: bool = False,
                  dist: Distributed | None = None) -> DataLoader:
     """Shuffled from a generator seeded by `trainer.seed`, so the data order repeats exactly (and a

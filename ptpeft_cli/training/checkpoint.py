@@ -1,34 +1,38 @@
 """Checkpoints that resume a run to identical results, written so that a crash never leaves one
-that looks complete.
+that looks complete, and so that a 7B run's weights are written once.
 
-A checkpoint directory `checkpoints/<stage>-<step>` holds the trainable weights (safetensors), the
-trainer state (optimizer, scheduler, grad scaler, RNG states, data position; loaded with
-`weights_only=True`), at a stage's end also the method's own saved weights, and last a manifest
-with the sha256 of every file. It is built in a temp dir and published with one rename.
+A checkpoint directory `checkpoints/<stage>-<step>` holds what resuming needs and nothing twice:
+mid-stage, the trainable weights (safetensors) and the trainer state (optimizer, scheduler, grad
+scaler, RNG states, data position; loaded with `weights_only=True`); at a stage's end, the
+method's own saved weights (`method/`, what the next stage, the stage cache and the run's
+`weights/` are built from: the latter two hard-link its files) and the finished stages' results.
+Last comes a manifest with a digest of every file, computed while the big files were written
+(storage.py: xxh3_128; older manifests' sha256 still verify). It is built in a temp dir and
+published with one rename; the space it needs is checked first, and a save that cannot fit
+stops the run with one line, keeping the checkpoints already there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import shutil
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from ptpeft_cli import storage
 from ptpeft_cli.errors import UserError
 
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST = "checkpoint.json"
-TRAINABLE_FILE = "trainable.safetensors"
+TRAINABLE_FILE = "trainable.safetensors"  # mid-stage only (a stage end has METHOD_DIR)
 STATE_FILE = "trainer_state.pt"
 METHOD_DIR = "method"  # the method's own save format, written at stage ends
 
@@ -71,34 +75,37 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def save(run_dir: Path, *, stage: int, step: int, global_step: int, trainable: dict[str, torch.Tensor],
-         trainer_state: dict[str, Any], stage_done: bool, save_method: Any = None, keep: int = 2) -> Path:
+def save(run_dir: Path, *, stage: int, step: int, global_step: int, trainer_state: dict[str, Any],
+         stage_done: bool, trainable: dict[str, torch.Tensor] | None = None,
+         save_method: Callable[[Path], Any] | None = None, method_bytes: int = 0, keep: int = 2) -> Path:
     """Publish one checkpoint atomically; keep the newest `keep` mid-stage ones (stage ends stay:
-    the next stages are rebuilt from them)."""
+    the next stages, the stage cache and `weights/` are built from them).
+
+    `trainable` (mid-stage) and `trainer_state` are written here, hashed on the way;
+    `save_method(dir)` writes the method's files (stage ends), `method_bytes` estimating their size
+    for the space check. Temp dirs of saves that were killed are removed first: rank 0 is the only
+    writer of its run dir, so none of them can be in use."""
     root = run_dir / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
+    storage.remove_dead_temp_dirs(root, single_writer=True)
     name = f"{stage}-{'end' if stage_done else f'{step:07d}'}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    what = f"checkpoint {name}"
+    hint = f"; the checkpoints already there are kept: free space, then resume={run_dir}"
+    estimate = storage.tensor_bytes(trainable) + storage.tensor_bytes(trainer_state) + int(method_bytes)
+    storage.require_space(root, estimate, what, hint)
+    tmp = storage.temp_dir(root, name)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / TRAINABLE_FILE))
-        torch.save(trainer_state, tmp / STATE_FILE)
-        if save_method is not None:
-            save_method(tmp / METHOD_DIR)
-        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-        manifest = {"stage": stage, "step": step, "global_step": global_step, "stage_done": stage_done, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        with storage.out_of_space_stops(root, estimate, what, hint):
+            if trainable is not None:
+                storage.write_safetensors({k: v.detach() for k, v in trainable.items()}, tmp / TRAINABLE_FILE)
+            storage.torch_save(trainer_state, tmp / STATE_FILE)
+            if save_method is not None:
+                save_method(tmp / METHOD_DIR)
+            manifest = {"stage": stage, "step": step, "global_step": global_step, "stage_done": stage_done,
+                        "hash": storage.HASH, "files": storage.digests(tmp)}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            final = root / name
+            storage.publish_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -108,6 +115,25 @@ def save(run_dir: Path, *, stage: int, step: int, global_step: int, trainable: d
     return final
 
 
+def publish_weights(run_dir: Path, out_dir: Path, n_stages: int, save: Callable[[Path], Any]) -> None:
+    """The run's trained weights in `out_dir`: the last stage-end checkpoint's method files,
+    hard-linked (a copy only where links are impossible, see storage.link_tree); `save(dir)`
+    writes them where there is no such checkpoint (a method without stages). Built in a temp dir
+    and renamed into place, so a kill never leaves a half `weights/` that looks whole."""
+    source = run_dir / CHECKPOINTS_DIR / f"{n_stages - 1}-end" / METHOD_DIR
+    storage.remove_dead_temp_dirs(out_dir.parent, prefix=f"{out_dir.name}.", single_writer=True)
+    tmp = storage.temp_dir(out_dir.parent, out_dir.name)
+    try:
+        if n_stages > 0 and source.is_dir():
+            storage.link_tree(source, tmp, what=f"the run's {out_dir.name}/")
+        else:
+            save(tmp)
+        storage.publish_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def verify(path: Path) -> Checkpoint:
     """The checkpoint at `path`, its files checked against the manifest; a UserError names the
     first file that is missing or altered (never loaded silently)."""
@@ -115,11 +141,12 @@ def verify(path: Path) -> Checkpoint:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError) as error:
         raise UserError(f"checkpoint {path} has no readable {MANIFEST} ({error}); it is incomplete") from None
+    algorithm = manifest.get("hash", storage.LEGACY_HASH)
     for name, digest in manifest["files"].items():
         file = path / name
         if not file.is_file():
             raise UserError(f"checkpoint {path} is incomplete: {name} is missing")
-        if _sha256(file) != digest:
+        if storage.file_digest(file, algorithm) != digest:
             raise UserError(f"checkpoint {path} is corrupt: {name} does not match its checksum")
     return Checkpoint(path=path, stage=int(manifest["stage"]), step=int(manifest["step"]),
                       stage_done=bool(manifest["stage_done"]), global_step=int(manifest["global_step"]))

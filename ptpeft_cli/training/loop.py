@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from ptpeft_cli.errors import RunStopped
+from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import Hardware
 
@@ -185,6 +185,9 @@ class BatchStream:
             for batch in self.loader:
                 self.in_epoch += 1
                 yield batch
+            if self.in_epoch == 0:  # an epoch with no batch: looping again would spin forever
+                raise UserError("the training data gives no batch (fewer examples than one batch, and only "
+                                "whole batches are used); lower the batch size or give it more examples")
             self.in_epoch = 0
 
     def __next__(self) -> Any:

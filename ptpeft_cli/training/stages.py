@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ptpeft_cli import rundir
-from ptpeft_cli.methods.base import Method, count_parameters, trainable_state_dict
+from ptpeft_cli import rundir, storage
+from ptpeft_cli.methods.base import Method, count_parameters, trainable_bytes, trainable_state_dict
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import checkpoint as ckpt
@@ -60,6 +60,12 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
             loaded.model.to(hardware.device)
             logger.log({"stage": plan.name, "stage/cache_hit": 1}, step=global_step)
             global_step += plan.max_steps
+            if dist.is_main:  # the run dir stays resumable on its own: its stage end links the entry
+                ckpt.save(run_dir, stage=index, step=plan.max_steps, global_step=global_step, stage_done=True,
+                          keep=cfg.trainer.keep_checkpoints,
+                          trainer_state={"results": [dataclasses.asdict(r) for r in results], "params": list(params)},
+                          save_method=lambda directory, entry=entry: storage.link_tree(
+                              entry, directory, exclude=frozenset({stage_cache.MARKER})))
             continue
         method.setup_stage(loaded, cfg.method, index)
         loaded.model.to(hardware.device)
@@ -101,12 +107,14 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
             print(f"[{plan.name}] {dist.world_size} ranks in sync (trainable sha256 {digest[:12]})")
         if not dist.is_main:
             continue
-        ckpt.save(run_dir, stage=index, step=plan.max_steps, global_step=global_step, stage_done=True,
-                  trainable=trainable_state_dict(loaded.model), keep=cfg.trainer.keep_checkpoints,
-                  trainer_state={"results": [dataclasses.asdict(r) for r in results], "params": list(params)},
-                  save_method=lambda directory: method.save(loaded, directory))
+        # The stage's weights are written once, in the method's format; the stage cache (and the
+        # run's weights/, commands/train.py) hard-link these files.
+        end = ckpt.save(run_dir, stage=index, step=plan.max_steps, global_step=global_step, stage_done=True,
+                        keep=cfg.trainer.keep_checkpoints, method_bytes=trainable_bytes(loaded.model),
+                        trainer_state={"results": [dataclasses.asdict(r) for r in results], "params": list(params)},
+                        save_method=lambda directory: method.save(loaded, directory))
         if cache_key:
-            stage_cache.store(Path(cfg.stage_cache_dir), cache_key, lambda d: method.save(loaded, d),
+            stage_cache.store(Path(cfg.stage_cache_dir), cache_key, end / ckpt.METHOD_DIR,
                               {"stage": plan.name, "method": cfg.method.label})
             logger.log({"stage": plan.name, "stage/cache_hit": 0}, step=global_step)
     return results, params

@@ -137,7 +137,7 @@ def test_documented_command_runs_as_pasted(command: Command, session: Session, m
     sweeps = [session.workdir / m for m in re.findall(r"^sweep dir: (.+)$", out, flags=re.MULTILINE)]
     for run in runs:
         assert (run / "metrics.json").is_file(), f"{command.text}: {run} has no metrics"
-    for sweep in sweeps:  # a sweep exits 0 even when jobs fail: they leave error.txt
+    for sweep in sweeps:  # a failed job also made the sweep exit 1 above; error.txt names it
         assert not list(sweep.rglob("error.txt")), f"{command.text}: failed jobs in {sweep}"
     session.runs += runs
     session.sweeps += sweeps
