@@ -7,7 +7,7 @@
 #   bash scripts/device/gpu_session.sh prepare    # + pycocoevalcap's Python files (no jars) -> .whl/pysrc
 # On the device machine (`run` with carry [".whl"], timeout_s ~560):
 #   bash scripts/device/gpu_session.sh            # = main
-# Parts (default main): main = setup llava7b sweep others (limits 60+220+180+80 s, ~9 min at most); rest = the other methods and checkpoints;
+# Parts (default main): main = setup llava7b sweep others (limits 60+250+170+60 s: 9 min at most); rest = the other methods and checkpoints;
 # levers = each speed lever off/on on LLaVA-7B LoRA; or any of setup, llava7b, sweep, others by name.
 # Results in $OUT: gpu.json (bench rows, rewritten after every method), tiny_sweep.json (the sweep's runs),
 # benchmarks_gpu.md (the docs block; here: python scripts/bench_gpu.py --report gpu.json), session.log.
@@ -68,16 +68,16 @@ PY
   log "setup: imports $([ $? = 0 ] && echo ok || echo FAILED, see above)"
 }
 
-llava7b() { bench llava7b 220 --checkpoints llava-hf/llava-1.5-7b-hf --methods none,lora,pt_peft,full; }
+llava7b() { bench llava7b 250 --checkpoints llava-hf/llava-1.5-7b-hf --methods none,lora,pt_peft,full; }
 
 sweep() {  # the embedded tiny model, every method, VQA (no Java there: captions cannot be scored)
   rm -rf "$WORK/sweep"
-  step sweep 180 "$PYTHON" -m ptpeft_cli train -m method=none,full,lora,adapter,prefix,pt_peft,pt_adapter task=vqa \
+  step sweep 170 "$PYTHON" -m ptpeft_cli train -m method=none,full,lora,adapter,prefix,pt_peft,pt_adapter task=vqa \
     '~retention.probes.captioning' logger=none "output_root=$WORK/sweep" "${SWEEP[@]}"
   "$PYTHON" scripts/device/collect_runs.py "$WORK/sweep/sweeps" --out "$OUT/tiny_sweep.json" 2>&1 | tee -a "$OUT/session.log"
 }
 
-others() { bench others 80 --checkpoints Qwen/Qwen2-VL-2B-Instruct,Salesforce/blip2-opt-2.7b --methods lora; }
+others() { bench others 60 --checkpoints Qwen/Qwen2-VL-2B-Instruct,Salesforce/blip2-opt-2.7b --methods lora; }
 
 rest() {
   bench llava7b-rest 200 --checkpoints llava-hf/llava-1.5-7b-hf --methods prefix,adapter,pt_adapter
