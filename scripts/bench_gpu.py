@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown lever(s) {', '.join(unknown)}; known: {', '.join(LEVERS)}")
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if args.tiny:  # toy shapes gain nothing from a second thread, and on a shared CPU it costs several times
+        torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="ptpeft-bench-gpu-", dir=args.work) as work:
         bench = GpuBench(args, Path(work))
         bench.run()

@@ -75,7 +75,7 @@ def render(report: dict[str, Any]) -> str:
                      f"TFLOP/s ({m['peak_source']}; a bf16 8192^3 matmul measured {m.get('measured_matmul_tflops', 0):.0f}); "
                      f"CUDA {m.get('cuda')}, torch {m['torch']}, transformers {m['transformers']}, peft {m['peft']}.")
     else:
-        lines.append(f"**Not measured on a GPU**: `--tiny` on {m['cpu']} ({m['cores']} cores), toy-size copies of the "
+        lines.append(f"**Not measured on a GPU**: `--tiny` on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} torch thread(s)), toy-size copies of the "
                      f"checkpoints; the figures exercise the code and say nothing about GPU speed (MFU n/a). "
                      f"torch {m['torch']}, transformers {m['transformers']}, peft {m['peft']}.")
     lines += [f"Settings: {s['steps']} steps per stage and side (the first is warm-up, excluded), batch {s['batch_size']}, "
