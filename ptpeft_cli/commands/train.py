@@ -166,7 +166,8 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             metrics[f"throughput/train_samples_per_s/{result.name}"] = result.samples_per_second
             metrics[f"train/final_loss/{result.name}"] = result.final_loss
         metrics["throughput/eval_examples_per_s"] = len(predictions) / max(watch.seconds["eval_s"], 1e-9)
-        metrics.update(throughput_metrics(results, device_peak_tflops(hardware.device)))
+        peak = device_peak_tflops(hardware.device)  # per GPU; samples, tokens and FLOPs count all ranks
+        metrics.update(throughput_metrics(results, peak * dist.world_size if peak else None))
         metrics.update({f"memory/{key}": value for key, value in peak_memory(hardware.device).items()})
         metrics.update({f"time/{k}": v for k, v in watch.seconds.items()})
         metrics["time/train_s"] = sum(r.seconds for r in results)

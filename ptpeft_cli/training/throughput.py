@@ -13,7 +13,8 @@ definitions:
   hardware FLOPs utilisation: an eager and a fused attention count the same). A stage's FLOPs are
   that step's FLOPs per token times its tokens. Counted, not PaLM's 6·N·tokens, because that
   formula credits a parameter-efficient step with weight gradients it never computes.
-- **MFU**: model FLOP/s over the card's dense bf16 peak (`PEAK_BF16_TFLOPS`); absent for a card
+- **MFU**: model FLOP/s over the card's dense bf16 peak (`PEAK_BF16_TFLOPS`; times the number of
+  processes of a multi-GPU job, whose samples, tokens and FLOPs count all ranks); absent for a card
   the table does not know (`make bench-gpu` then measures a bf16 matmul instead).
 - **warm**: a stage's steps after the first (the first pays allocator growth, kernel selection and
   the FLOP count; with `hardware.compile` the second pays compilation), the figures MFU uses.
