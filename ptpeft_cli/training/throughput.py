@@ -133,9 +133,11 @@ class FlopCounter:
         from torch.utils.flop_counter import flop_registry
 
         self.formulas = {**flop_registry, **_attention_formulas()}
-        self.flops = 0
+        self.flops: int | None = 0
 
-    def get_total_flops(self) -> int:
+    def get_total_flops(self) -> int | None:
+        """None if a formula failed on an op it did not expect: no figure rather than a wrong one
+        (and never a failed training step)."""
         return self.flops
 
     def mode(self) -> Any:
@@ -148,8 +150,11 @@ class FlopCounter:
                 kwargs = kwargs or {}
                 out = func(*args, **kwargs)
                 formula = counter.formulas.get(getattr(func, "_overloadpacket", func))
-                if formula is not None:
-                    counter.flops += int(formula(*args, **kwargs, out_val=out))
+                if formula is not None and counter.flops is not None:
+                    try:
+                        counter.flops += int(formula(*args, **kwargs, out_val=out))
+                    except Exception:  # noqa: BLE001 - e.g. a layout the formula does not know
+                        counter.flops = None
                 return out
 
         return Counting()
@@ -241,8 +246,8 @@ class StageMeter:
             if self.steps == self.warm_after:
                 self.warm_start = time.perf_counter()
 
-    def counted(self, flops: int, tokens: int) -> None:
-        self.flops_per_token = flops / tokens if tokens else None
+    def counted(self, flops: int | None, tokens: int) -> None:
+        self.flops_per_token = flops / tokens if flops is not None and tokens else None
 
     def result_fields(self) -> dict[str, Any]:
         """The stage's figures for StageResult, after its last step."""

@@ -83,6 +83,17 @@ def test_counting_leaves_the_numbers_alone() -> None:
         assert torch.equal(a.grad, b.grad)
 
 
+def test_a_formula_that_fails_gives_no_figure_and_the_step_goes_on() -> None:
+    model = llama()
+    ids = torch.randint(0, V, (B, T), generator=torch.Generator().manual_seed(1))
+    with counting_flops(model) as counter:
+        counter.formulas[torch.ops.aten.mm] = lambda *args, **kwargs: 1 / 0
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    assert counter.get_total_flops() is None and torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())
+
+
 @pytest.mark.parametrize(("name", "peak"), [("NVIDIA H200", 989.4), ("NVIDIA H100 80GB HBM3", 989.4),
                                             ("NVIDIA H100 PCIe", 756.5), ("NVIDIA H200 NVL", 835.5),
                                             ("NVIDIA GH200 480GB", 989.4), ("NVIDIA A100-SXM4-80GB", 312.0),
