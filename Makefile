@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 ARGS ?=
 
-.PHONY: install run test test-fast lint bench paper paper-quick clean
+.PHONY: install run test test-fast lint bench bench-gpu paper paper-quick clean
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ lint: install
 
 bench: install
 	$(PY) scripts/bench.py $(ARGS)
+
+# Real-size checkpoints (random weights, shapes from ptpeft_cli/models/real_configs) on a CUDA GPU;
+# ARGS=--tiny: the same code at toy size on the CPU. Writes outputs/bench/gpu.json and docs/benchmarks.md.
+bench-gpu: install
+	$(PY) scripts/bench_gpu.py $(ARGS)
 
 paper: install
 	bash scripts/paper.sh full

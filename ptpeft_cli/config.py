@@ -59,6 +59,9 @@ class ModelConfig:
     instructions: dict[str, str] = field(default_factory=dict)
     trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
+    # transformers' attention implementation (sdpa, eager, flex_attention, flash_attention_2 where
+    # installed, ...); None: transformers' default for the model (sdpa where supported).
+    attn_implementation: str | None = None
 
 
 @dataclass
@@ -250,6 +253,12 @@ class HardwareConfig:
     # the processes and device it is launched with.
     gpus: int = 1
     gpu_name: str | None = None
+    # Speed levers (docs/benchmarks.md); null = automatic: on CUDA, off on CPU (where fp32 runs
+    # stay bit-identical to runs without them).
+    fused_adamw: bool | None = None  # AdamW's fused kernel
+    defer_sync: bool | None = None  # read the loss back at log steps only, not after every step (needs fused AdamW)
+    compile: str | None = None  # torch.compile backend (e.g. inductor) for each decoder layer while training
+    count_flops: bool | None = None  # model FLOPs of each stage's first step -> throughput/tflops, throughput/mfu
 
 
 @dataclass

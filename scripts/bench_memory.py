@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 from pathlib import Path
 
 # (hidden, intermediate, layers, heads): ~100M language-model parameters, or a tiny smoke size.
@@ -20,16 +19,6 @@ def status_mib(field: str) -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def reset_peak() -> bool:
-    """Forget the peak so far (imports allocate and free hundreds of MiB): Linux resets VmHWM
-    when 5 is written to clear_refs. False where it cannot (then ru_maxrss is the peak)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def main() -> None:
@@ -51,6 +40,7 @@ def main() -> None:
     from ptpeft_cli.models.tiny_llava import IGNORE_INDEX, shipped_checkpoint_dir
     from ptpeft_cli.training.hardware import resolve_hardware
     from ptpeft_cli.training.loop import build_optimizer, train_step
+    from ptpeft_cli.training.throughput import peak_memory, reset_peak_memory
 
     hardware = resolve_hardware("auto", "auto")
     cuda = hardware.device.type == "cuda"
@@ -58,7 +48,7 @@ def main() -> None:
     method = get_method(args.method)
     import peft  # noqa: F401 - imported before the baseline, as every other module the methods use
 
-    reset = reset_peak()
+    reset_peak_memory(hardware.device)  # imports allocate and free hundreds of MiB: not this method's peak
     baseline = status_mib("VmRSS")
     config = LlavaConfig.from_pretrained(shipped_checkpoint_dir())
     hidden, intermediate, layers, heads = SCALES[args.scale]
@@ -95,7 +85,7 @@ def main() -> None:
     optimizer, scheduler = build_optimizer(model, plans[-1].lr, 0.0, args.steps, 0, "constant")
     for _ in range(args.steps):  # the optimizer state exists from the first step on
         train_step(model, [batch], optimizer, scheduler, hardware, 1.0)
-    peak = status_mib("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_memory(hardware.device)["peak_rss_gib"] * 1024
     result = {"method": args.method, "scale": args.scale, "params_total": total, "params_trainable": trainable,
               "baseline_mib": baseline, "weights_mib": weights, "peak_rss_mib": peak,
               "peak_over_baseline_mib": peak - baseline, "device": hardware.device.type}

@@ -135,14 +135,22 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", END])
 
 
+def write_block(doc: Path, block: str, begin: str, end: str) -> None:
+    """Replace what lies between `begin` and `end` in `doc` with `block` (which carries the
+    markers); a doc without them gets the block added at its end, a new doc a title first."""
+    old = doc.read_text() if doc.exists() else ""
+    if begin in old and end in old:
+        text = old[: old.index(begin)] + block + old[old.index(end) + len(end):]
+    elif old:
+        text = old.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        text = "# Benchmarks\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
 def write_report(report: dict[str, Any], doc: Path) -> str:
     """Replace the marked block of `doc` (or write a new file) and return the block."""
     block = render(report)
-    old = doc.read_text() if doc.exists() else ""
-    if BEGIN in old and END in old:
-        text = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        text = "# Benchmarks\n\n" + block + "\n" + (f"\n{old}" if old else "")
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    write_block(doc, block, BEGIN, END)
     return block

@@ -7,11 +7,17 @@ download) and the real method code decides what trains. Memory = weights + gradi
 for bf16 weights (frozen 2 bytes, trained 8, LoRA 16 per parameter); activations not included.
 
     python scripts/model_sizes.py            # markdown tables for docs/models.md
+    python scripts/model_sizes.py --only llava-hf/llava-1.5-7b-hf --measured outputs/bench/gpu.json
+                                             # + peaks a GPU measured, next to the estimates
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from measured_memory import measured_table
 
 from ptpeft_cli.models.real_size import build_model, real_checkpoints
 from ptpeft_cli.planning.sizes import METHODS, count, method_config
@@ -22,6 +28,7 @@ GIB = 1024**3
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="checkpoint names to include")
+    parser.add_argument("--measured", type=Path, help="a gpu.json of `make bench-gpu`: measured peaks next to estimates")
     args = parser.parse_args()
     columns = list(METHODS)
     params_rows, memory_rows = [], []
@@ -42,6 +49,17 @@ def main() -> None:
     print("\n| checkpoint | bf16 weights (GiB) | " + " | ".join(columns) + " |")
     print("|---|---:|" + "---:|" * len(columns))
     print("\n".join(memory_rows))
+    if args.measured:
+        print("\n" + measured_table(json.loads(args.measured.read_text()), estimate_gib))
+
+
+def estimate_gib(checkpoint: str, column: str | None) -> float | None:
+    """This script's estimate for one cell (column None: the bf16 weights alone)."""
+    real, base = real_checkpoints().get(checkpoint), build_model(checkpoint)
+    if column is None:
+        return 2 * sum(p.numel() for p in {id(p): p for p in base.parameters()}.values()) / GIB
+    cell = count(real.family, base, method_config(*METHODS[column]))
+    return None if cell is None else cell[1] / GIB
 
 
 def _params(cell: tuple[int, int] | None, total: int) -> str:

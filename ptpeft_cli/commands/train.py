@@ -36,10 +36,16 @@ from ptpeft_cli.training.batches import (
 from ptpeft_cli.training.checkpoint import latest as latest_checkpoint
 from ptpeft_cli.training.checkpoint import publish_weights
 from ptpeft_cli.training.distributed import Distributed
-from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
+from ptpeft_cli.training.hardware import hardware_from_config, seed_everything
 from ptpeft_cli.training.retention import retention_metrics
 from ptpeft_cli.training.run_logger import NullLogger, RunLogger
 from ptpeft_cli.training.stages import train_stages
+from ptpeft_cli.training.throughput import (
+    device_peak_tflops,
+    peak_memory,
+    reset_peak_memory,
+    throughput_metrics,
+)
 from ptpeft_cli.training.timing import Stopwatch
 
 log = logging.getLogger("ptpeft")
@@ -115,10 +121,11 @@ def _resume_job(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train, evaluate and analyse one (model, method, task); write the run dir; return metrics."""
     started, watch = time.perf_counter(), Stopwatch()
-    hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision, cfg.hardware.num_threads)
+    hardware = hardware_from_config(cfg.hardware)
     dist = Distributed.from_env(hardware.device, cfg.hardware.distributed, cfg.method.name,
                                   cfg.trainer.checkpoint_every)
     hardware = hardware.on(dist.device)
+    reset_peak_memory(hardware.device)  # this run's peaks (memory/*), not an earlier run's in this process
     seed_everything(cfg.trainer.seed)
     method, task, family = get_method(cfg.method.name), get_task(cfg.task, cfg.model.instructions), get_family(cfg.model.family)
     method.validate(cfg.method)
@@ -174,6 +181,9 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             metrics[f"throughput/train_samples_per_s/{result.name}"] = result.samples_per_second
             metrics[f"train/final_loss/{result.name}"] = result.final_loss
         metrics["throughput/eval_examples_per_s"] = len(predictions) / max(watch.seconds["eval_s"], 1e-9)
+        peak = device_peak_tflops(hardware.device)  # per GPU; samples, tokens and FLOPs count all ranks
+        metrics.update(throughput_metrics(results, peak * dist.world_size if peak else None))
+        metrics.update({f"memory/{key}": value for key, value in peak_memory(hardware.device).items()})
         metrics.update({f"time/{k}": v for k, v in watch.seconds.items()})
         metrics["time/train_s"] = sum(r.seconds for r in results)
         metrics["time/total_s"] = time.perf_counter() - started

@@ -22,6 +22,7 @@ from ptpeft_cli.methods.base import (
     require_positive,
 )
 from ptpeft_cli.models.base import LoadedModel
+from ptpeft_cli.models.hf import drop_input_grad_hooks
 
 LORA_SUBDIR = "lora"  # used by pt_peft; plain `lora` saves at the top of its out_dir
 
@@ -83,6 +84,7 @@ def apply_lora(loaded: LoadedModel, cfg: MethodConfig) -> None:
         bias="none",
     )
     loaded.model = get_peft_model(loaded.model, lora_cfg)
+    drop_input_grad_hooks(loaded.model)  # peft re-adds them on a checkpointed model; not needed (models/hf.py)
 
 
 def save_lora(loaded: LoadedModel, out_dir: Path) -> None:

@@ -10,6 +10,7 @@ checkpointing and the label-masking rules live in one place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -40,6 +41,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return model
+
+
+def drop_input_grad_hooks(model: nn.Module) -> None:
+    """Undo the hooks with which transformers' `gradient_checkpointing_enable` (and peft's
+    wrapping of a checkpointed model) make every input embedding's output require grad, a vision
+    tower's patch embedding included. Reentrant checkpointing needs them; the non-reentrant kind
+    ptpeft uses does not, and with them a frozen vision tower gets a backward pass and its
+    recompute for input gradients nothing reads (counted in training/throughput.py's test).
+    The trained weights' gradients are unchanged."""
+    with contextlib.suppress(AttributeError):  # older transformers: no hook registered, nothing to drop
+        unwrap(model).disable_input_require_grads()
 
 
 def pad_sequences(sequences: list[list[int]], value: int, left: bool) -> torch.Tensor:
@@ -111,6 +123,9 @@ class HFFamily(ModelFamily):
         model = load_checkpoint(lambda: self.load_model(path, dtype, remote), where)
         processor = load_checkpoint(lambda: self.load_processor(path, remote), where)
         model.eval()
+        attention = getattr(model_cfg, "attn_implementation", None)
+        if attention:
+            self.set_attention(model, str(attention))
         if getattr(model_cfg, "gradient_checkpointing", False):
             self.enable_gradient_checkpointing(model)
         self.processor = processor
@@ -122,6 +137,16 @@ class HFFamily(ModelFamily):
             extras={"max_length": int(getattr(model_cfg, "max_length", 64)), "path": path},
         )
 
+    def set_attention(self, model: nn.Module, name: str) -> None:
+        """`model.attn_implementation`, set after loading so that every family's `load_model` gets
+        it; transformers checks that the model supports it and that its kernels are installed."""
+        try:
+            model.set_attn_implementation(name)
+        except Exception as error:  # noqa: BLE001 - ValueError, ImportError, ... all mean "not here"
+            cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"model.attn_implementation={name!r} cannot be used with {type(model).__name__} "
+                            f"here: {cause}") from None
+
     def enable_gradient_checkpointing(self, model: nn.Module) -> None:
         """Non-reentrant checkpointing: gradients reach prefixes/adapters/LoRA even when the
         embeddings are frozen (the reentrant variant needs inputs that require grad)."""
@@ -131,6 +156,7 @@ class HFFamily(ModelFamily):
                 "model.gradient_checkpointing=true"
             )
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        drop_input_grad_hooks(model)
 
     def configure(self, model: nn.Module) -> None:
         """Per-checkpoint defaults the class cannot know (the generic family's LoRA targets)."""

@@ -5,8 +5,10 @@ estimates (`ptpeft plan`, docs/models.md) and random-weight checkpoints of the e
 
 One directory per checkpoint, named by its hub id with `/` -> `--`: the checkpoint's own
 `config.json` (transcribed from the hub; shape fields and special token ids), optionally its
-`preprocessor_config.json`, and `ptpeft.json` with the ptpeft family that loads it. Adding a
-checkpoint is adding a directory.
+`preprocessor_config.json`, and `ptpeft.json` with the ptpeft family that loads it (optionally
+also `tokenizer`: the real tokenizer's special tokens at their ids, for the stand-in tokenizer of
+`make bench-gpu`'s random-weight checkpoints, scripts/bench_checkpoints.py). Adding a checkpoint
+is adding a directory.
 """
 
 from __future__ import annotations

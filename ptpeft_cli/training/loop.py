@@ -1,9 +1,15 @@
 """The training loop, readable top to bottom. `train_step` stands alone so `make bench` can time it
 against a bare PyTorch loop. Fine-tuning and the tiny model's pre-training both run on it: a stage
-is a model, an endless batch source, and optionally its own loss and parameter groups."""
+is a model, an endless batch source, and optionally its own loss and parameter groups.
+
+Speed levers (`Hardware`, each switchable so `make bench-gpu` can measure it): fused AdamW, and
+`defer_sync`, which leaves the loss on the device until the next log step instead of waiting for
+every step (a NaN/inf step is then skipped on the device by fused AdamW's `found_inf`)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +25,7 @@ from transformers import get_scheduler
 from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.training.distributed import Distributed
 from ptpeft_cli.training.hardware import Hardware
+from ptpeft_cli.training.throughput import StageMeter, batch_tokens, counting_flops
 
 
 @dataclass
@@ -28,6 +35,13 @@ class StageResult:
     final_loss: float
     seconds: float
     samples: int
+    # Since StageMeter (training/throughput.py); defaults keep results saved by older checkpoints loadable.
+    tokens: int = 0
+    warm_seconds: float = 0.0
+    warm_samples: int = 0
+    warm_tokens: int = 0
+    flops_per_token: float | None = None
+    memory: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def samples_per_second(self) -> float:
@@ -39,13 +53,14 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, max_steps: int, warmup_steps: int,
-                    scheduler: str, param_groups: list[dict[str, Any]] | None = None
+                    scheduler: str, param_groups: list[dict[str, Any]] | None = None, fused: bool = False
                     ) -> tuple[torch.optim.Optimizer, object]:
-    """AdamW over the trainable parameters (or explicit groups, e.g. a lower lr for a tower)."""
+    """AdamW over the trainable parameters (or explicit groups, e.g. a lower lr for a tower);
+    `fused`: one kernel for all parameters instead of torch's default (foreach) implementation."""
     groups: Any = param_groups or trainable_parameters(model)
     if not groups:
         raise RuntimeError("the method left no trainable parameter")
-    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {}))
     lr_scheduler = get_scheduler(scheduler, optimizer, num_warmup_steps=warmup_steps, num_training_steps=max_steps)
     return optimizer, lr_scheduler
 
@@ -71,7 +86,8 @@ def target_tokens(batch: Any) -> int:
 def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.optim.Optimizer,
                lr_scheduler: object, hardware: Hardware, max_grad_norm: float,
                scaler: torch.amp.GradScaler | None = None, loss_fn: LossFn | None = None,
-               skip_nonfinite: bool = False, dist: Distributed | None = None) -> float:
+               skip_nonfinite: bool = False, dist: Distributed | None = None,
+               defer_sync: bool = False) -> float | torch.Tensor:
     """One optimizer step over `micro_batches` (gradient accumulation). Returns the step's loss.
     Without `loss_fn` a batch is the model's keyword inputs and the model returns `.loss`.
 
@@ -82,7 +98,11 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
     only on the last micro-batch.
 
     A NaN/inf loss never reaches the weights: it raises NonFiniteLoss, or with `skip_nonfinite`
-    the step is dropped (the schedule still advances, so the run's length is unchanged)."""
+    the step is dropped (the schedule still advances, so the run's length is unchanged).
+    `defer_sync` (one process, fused AdamW, no grad scaler): nothing waits for the device; the
+    loss comes back as a 0-dim device tensor and a NaN/inf step is dropped on the device (fused
+    AdamW's `found_inf` skips the update, moments and step count included); the caller decides
+    between stopping and skipping when it next reads the loss."""
     dist = dist or Distributed()
     optimizer.zero_grad(set_to_none=True)
     if loss_fn is None:
@@ -91,13 +111,23 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
         weights = [n * dist.world_size / step_tokens for n in tokens]
     else:  # a custom loss (pre-training) is averaged per micro-batch
         weights = [1 / len(micro_batches)] * len(micro_batches)
-    total = 0.0
+    total: Any = 0.0
     for index, (micro, weight) in enumerate(zip(micro_batches, weights, strict=True)):
         with dist.no_sync(model, skip=index < len(micro_batches) - 1):
             with hardware.autocast():
                 loss = (loss_fn(micro) if loss_fn else model(**to_device(micro, hardware.device)).loss) * weight
             (scaler.scale(loss) if scaler else loss).backward()
-        total += float(loss.detach())
+        total = total + loss.detach().float() if defer_sync else total + float(loss.detach())
+    if defer_sync:
+        if max_grad_norm > 0:
+            dist.clip_grad_norm_(trainable_parameters(model), max_grad_norm)
+        optimizer.found_inf = (~torch.isfinite(total)).float()  # read by fused AdamW's step
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+        lr_scheduler.step()
+        return total
     total = dist.sum([total], hardware.device)[0] / dist.world_size  # every rank sees the same loss
     if not math.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
@@ -116,6 +146,24 @@ def train_step(model: nn.Module, micro_batches: list[Any], optimizer: torch.opti
         optimizer.step()
     lr_scheduler.step()
     return total
+
+
+class StepLosses:
+    """Step losses as `train_step` returns them (floats, or device tensors with `defer_sync`),
+    read back to the host in one go at log steps, checkpoints and the stage's end."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, float | torch.Tensor]] = []
+
+    def add(self, step: int, loss: float | torch.Tensor) -> None:
+        self.pending.append((step, loss))
+
+    def read(self) -> list[tuple[int, float]]:
+        tensors = [loss for _, loss in self.pending if torch.is_tensor(loss)]
+        values = iter(torch.stack(tensors).tolist() if tensors else [])  # one wait for the device
+        out = [(step, next(values) if torch.is_tensor(loss) else float(loss)) for step, loss in self.pending]
+        self.pending = []
+        return out
 
 
 class ResumableRandomSampler(Sampler[int]):
@@ -206,7 +254,8 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
               param_groups: list[dict[str, Any]] | None = None, batch_size: Callable[[Any], int] | None = None,
               warmup_steps: int | None = None, progress: bool = True, on_nonfinite: str = "stop",
               checkpoint_every: int = 0, checkpoint: Callable[[int, dict[str, Any]], None] | None = None,
-              resume: tuple[int, dict[str, Any]] | None = None, dist: Distributed | None = None) -> StageResult:
+              resume: tuple[int, dict[str, Any]] | None = None, dist: Distributed | None = None,
+              on_first_step: Callable[[], None] | None = None) -> StageResult:
     """Train one stage for `max_steps` optimizer steps, logging every `log_every`.
 
     `warmup_steps` defaults to ceil(warmup_ratio * max_steps); `batch_size(batch)` counts samples
@@ -215,16 +264,24 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
     Every `checkpoint_every` steps `checkpoint(step, trainer_state)` gets everything needed to go
     on exactly (optimizer, scheduler, scaler, RNG, data position, log window); `resume=(step,
     trainer_state)` goes on from such a state, the trainable weights already restored. With several
-    processes (`dist`) `model` is the stage's DDP-wrapped model and samples count over all ranks."""
+    processes (`dist`) `model` is the stage's DDP-wrapped model and samples count over all ranks.
+    Tokens, warm-step throughput, peak memory and (with `hardware.count_flops`) the first step's
+    model FLOPs go into the result (training/throughput.py); `on_first_step()` runs once the first
+    step is done."""
     from ptpeft_cli.training.checkpoint import rng_state, set_rng_state
 
     model.train()
     warmup = math.ceil(warmup_ratio * max_steps) if warmup_steps is None else warmup_steps
-    optimizer, lr_scheduler = build_optimizer(model, lr, weight_decay, max_steps, warmup, scheduler, param_groups)
+    optimizer, lr_scheduler = build_optimizer(model, lr, weight_decay, max_steps, warmup, scheduler, param_groups,
+                                              fused=hardware.fused_adamw)
     scaler = torch.amp.GradScaler() if hardware.needs_grad_scaler else None
+    defer = hardware.defer_sync and scaler is None and (dist is None or dist.world_size == 1)
     count = batch_size or (lambda batch: int(batch["input_ids"].shape[0]))
-    start, samples, loss = time.perf_counter(), 0, float("nan")
+    ranks = dist.world_size if dist else 1  # every rank trains an equal slice
+    meter = StageMeter(hardware.device, warm_after=2 if hardware.compile else 1)
+    start, samples, loss = meter.start, 0, float("nan")
     window: list[float] = []
+    losses = StepLosses()
     skipped, first = 0, 1
     if resume is not None:
         first, state = resume[0] + 1, resume[1]
@@ -233,32 +290,60 @@ def run_stage(model: nn.Module, loader: DataLoader | Iterable[Any], *, name: str
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         window, skipped, samples = list(state["window"]), int(state["skipped"]), int(state["samples"])
+        meter.tokens = int(state.get("tokens", 0))
         set_rng_state(state["rng"])
     batches = BatchStream(loader, resume[1]["data"] if resume is not None else None)
+
+    def read_losses() -> None:
+        """Move the steps' losses into the log window; a deferred NaN/inf step stops the run here."""
+        nonlocal loss, skipped
+        for bad_step, loss in losses.read():
+            if math.isfinite(loss):
+                window.append(loss)
+            elif on_nonfinite == "stop":
+                raise RunStopped(f"non-finite loss {loss} in stage {name} at step {bad_step} of {max_steps}; it never "
+                                 "reached the weights, the run stops without saving them (hardware.defer_sync noticed "
+                                 f"at step {step}; trainer.on_nonfinite=skip drops such steps instead)")
+            else:
+                skipped += 1
+
     for step in tqdm(range(first, max_steps + 1), desc=f"train[{name}]", leave=False, disable=not progress,
                      mininterval=2, initial=first - 1, total=max_steps):
         micro = [next(batches) for _ in range(grad_accum)]
+        counting = counting_flops(model) if hardware.count_flops and step == first else contextlib.nullcontext()
         try:
-            loss = train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler, loss_fn,
-                              skip_nonfinite=on_nonfinite == "skip", dist=dist)
+            with counting as counter:
+                losses.add(step, train_step(model, micro, optimizer, lr_scheduler, hardware, max_grad_norm, scaler,
+                                            loss_fn, skip_nonfinite=on_nonfinite == "skip", dist=dist,
+                                            defer_sync=defer))
         except NonFiniteLoss as error:
             raise RunStopped(f"{error} in stage {name} at step {step} of {max_steps}; the weights of the last "
                              "finite step were not saved (trainer.on_nonfinite=skip drops such steps instead)") from None
-        samples += sum(count(m) for m in micro) * (dist.world_size if dist else 1)  # equal slices per rank
-        if math.isfinite(loss):
-            window.append(loss)
-        else:
-            skipped += 1
-        if step % log_every == 0 or step == max_steps:
+        step_tokens = sum(batch_tokens(m) for m in micro)
+        if counter is not None:
+            meter.counted(counter.get_total_flops(), step_tokens)
+        samples += sum(count(m) for m in micro) * ranks
+        meter.step_done(sum(count(m) for m in micro) * ranks, step_tokens * ranks)
+        if step == first and on_first_step is not None:
+            on_first_step()
+        logging = step % log_every == 0 or step == max_steps
+        saving = checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < max_steps
+        if not (defer and not (logging or saving)):
+            read_losses()
+        if logging:
             log({"stage": name, "step_in_stage": step,
                  "train/loss": sum(window) / len(window) if window else float("nan"),
                  "train/lr": lr_scheduler.get_last_lr()[0], "train/skipped_steps": skipped,
-                 "throughput/samples_per_s": samples / (time.perf_counter() - start)})
+                 "throughput/samples_per_s": samples / (time.perf_counter() - start),
+                 "throughput/tokens_per_s": meter.tokens / (time.perf_counter() - start)})
             window = []
-        if checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
+        if saving:
             checkpoint(step, {"optimizer": optimizer.state_dict(), "scheduler": lr_scheduler.state_dict(),
                               "scaler": scaler.state_dict() if scaler else {}, "rng": rng_state(),
-                              "data": batches.position(), "window": window, "skipped": skipped, "samples": samples})
+                              "data": batches.position(), "window": window, "skipped": skipped, "samples": samples,
+                              "tokens": meter.tokens})
+    read_losses()
+    meter.sync()
     model.eval()
     return StageResult(name=name, steps=max_steps, final_loss=loss, seconds=time.perf_counter() - start,
-                       samples=samples)
+                       samples=samples, **meter.result_fields())

@@ -19,7 +19,7 @@ from ptpeft_cli.training import checkpoint as ckpt
 from ptpeft_cli.training import stage_cache
 from ptpeft_cli.training.batches import train_loader
 from ptpeft_cli.training.distributed import Distributed
-from ptpeft_cli.training.hardware import Hardware, seed_everything, stage_seed
+from ptpeft_cli.training.hardware import Hardware, compiled, seed_everything, stage_seed
 from ptpeft_cli.training.loop import StageResult, resumable_sampler, run_stage
 from ptpeft_cli.training.run_logger import RunLogger
 from ptpeft_cli.training.timing import Stopwatch
@@ -90,14 +90,16 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
                           trainable=trainable_state_dict(loaded.model), trainer_state=state,
                           keep=cfg.trainer.keep_checkpoints)
 
-        with watch.section("train_loop_s"):
-            result = run_stage(dist.prepare(loaded.model, list(loaded.family.decoder_layers(loaded.model))), loader, name=plan.name, lr=plan.lr, max_steps=plan.max_steps,
-                               grad_accum=cfg.trainer.grad_accum, weight_decay=cfg.trainer.weight_decay,
-                               warmup_ratio=cfg.trainer.warmup_ratio, scheduler=cfg.trainer.scheduler,
-                               max_grad_norm=cfg.trainer.max_grad_norm, hardware=hardware,
-                               log_every=cfg.trainer.log_every, log=log_row, on_nonfinite=cfg.trainer.on_nonfinite,
-                               checkpoint_every=cfg.trainer.checkpoint_every, checkpoint=save_mid, resume=resume_at,
-                               dist=dist, progress=dist.is_main)
+        layers = loaded.family.decoder_layers(loaded.model)
+        with watch.section("train_loop_s"), compiled(layers, hardware.compile):
+            result = run_stage(dist.prepare(loaded.model, list(layers)), loader, name=plan.name, lr=plan.lr,
+                               max_steps=plan.max_steps, grad_accum=cfg.trainer.grad_accum,
+                               weight_decay=cfg.trainer.weight_decay, warmup_ratio=cfg.trainer.warmup_ratio,
+                               scheduler=cfg.trainer.scheduler, max_grad_norm=cfg.trainer.max_grad_norm,
+                               hardware=hardware, log_every=cfg.trainer.log_every, log=log_row,
+                               on_nonfinite=cfg.trainer.on_nonfinite, checkpoint_every=cfg.trainer.checkpoint_every,
+                               checkpoint=save_mid, resume=resume_at, dist=dist, progress=dist.is_main,
+                               on_first_step=lambda: watch.mark("first_step_s"))
         results.append(result)
         global_step += plan.max_steps
         if dist.shards_weights:  # FSDP: evaluation and saving need the whole model on every rank

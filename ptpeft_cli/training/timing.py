@@ -12,6 +12,11 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.origin = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        """Seconds from the watch's start to the first call under `name` (e.g. to the first step)."""
+        self.seconds.setdefault(name, time.perf_counter() - self.origin)
 
     @contextmanager
     def section(self, name: str) -> Iterator[None]:

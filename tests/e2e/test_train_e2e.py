@@ -45,9 +45,13 @@ def test_full_finetune_writes_contract_and_improves(task: str, metric: str, step
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for key in (metric, "params/trainable", "params/total", "rep/effective_rank", "rep/effective_rank_base",
-                "rep/effective_rank_ratio", "rep/rank90", "rep/rank99", "time/train_s"):
+                "rep/effective_rank_ratio", "rep/rank90", "rep/rank99", "time/train_s", "time/first_step_s",
+                "throughput/tokens_per_s", "throughput/train_tokens_per_s/full", "throughput/warm_samples_per_s/full",
+                "memory/peak_rss_gib", "memory/peak_rss_gib/full"):
         assert key in metrics, key
+    assert not {"throughput/mfu", "memory/peak_gpu_gib"} & set(metrics), "GPU figures on a CPU run"
     assert 0 < metrics["params/trainable"] < metrics["params/total"]
+    assert 0 < metrics["time/first_step_s"] < metrics["time/total_s"]
 
     predictions = json.loads((run_dir / "predictions.json").read_text())
     id_key, text_key = ("image_id", "caption") if task == "captioning" else ("question_id", "answer")
@@ -56,6 +60,7 @@ def test_full_finetune_writes_contract_and_improves(task: str, metric: str, step
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     losses = [row["train/loss"] for row in history if "train/loss" in row]
     assert len(losses) >= 2 and losses[-1] < losses[0]
+    assert all(row["throughput/tokens_per_s"] > 0 for row in history if "train/loss" in row)  # W&B gets these rows
 
     resolved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     assert "${" not in OmegaConf.to_yaml(resolved), "the saved config must be resolved"

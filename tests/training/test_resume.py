@@ -33,7 +33,7 @@ def _ptpeft(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
 
 def _comparable(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "throughput/"))}
+    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "throughput/", "memory/"))}
 
 
 def _killed_run(workdir: Path, name: str, kill_after: str) -> Path:
