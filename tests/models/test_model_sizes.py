@@ -27,7 +27,7 @@ def sizes() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["llava15", "git", "blip2_opt"])
+@pytest.mark.parametrize("name", ["llava15", "git", "blip2_opt", "paligemma", "instructblip"])
 def test_meta_counts_equal_real_trainable_parameters(
     name: str, sizes: ModuleType, load: Callable[..., LoadedModel], tiny_checkpoint: Callable[[str], Path]
 ) -> None:
