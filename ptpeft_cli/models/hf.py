@@ -37,6 +37,8 @@ PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger
 OWN_FAMILY = {
     "paligemma": ("paligemma", "its target is a causal suffix marked by token_type_ids"),
     "instructblip": ("instructblip", "its Q-Former reads the instruction per image"),
+    "qwen2_vl": ("qwen2_vl", "its stock processor needs torchvision for a video processor"),
+    "qwen2_5_vl": ("qwen2_5_vl", "its stock processor needs torchvision for a video processor"),
 }
 
 

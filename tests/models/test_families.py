@@ -217,12 +217,13 @@ def test_generic_family_reads_lora_targets_from_the_model(load: Callable[..., Lo
     assert family.default_lora_mlp_targets.endswith(r"mlp\.(gate_proj|up_proj|down_proj)")
 
 
-@pytest.mark.parametrize("name", ["paligemma", "instructblip"])
+@pytest.mark.parametrize("name", ["paligemma", "instructblip", "qwen2_vl", "qwen2_5_vl"])
 def test_generic_family_sends_a_checkpoint_to_its_own_family(
     name: str, tiny_checkpoint: Callable[[str], Path]
 ) -> None:
-    """`model=hf` would train PaliGemma's target bidirectionally and could mistake InstructBLIP's
-    Q-Former tokens for per-token rows: refused before the weights are read."""
+    """`model=hf` would train PaliGemma's target bidirectionally, could mistake InstructBLIP's
+    Q-Former tokens for per-token rows and cannot build Qwen-VL's stock processor without
+    torchvision: refused before the weights are read, naming the family that works."""
     with pytest.raises(UserError, match=f"model family hf: a checkpoint of model_type {name} needs model={name} "):
         get_family("hf").load(model_cfg("hf", tiny_checkpoint(name)))
 
