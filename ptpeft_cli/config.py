@@ -57,6 +57,11 @@ class ModelConfig:
     # Per-task instruction text for this model (task name -> template with {question}); a task
     # missing here uses its own `task.instruction`.
     instructions: dict[str, str] = field(default_factory=dict)
+    # The text around the task's instruction, `{instruction}` marking where it goes (e.g.
+    # "{instruction}" for plain text, "USER: <image>\n{instruction} ASSISTANT:"); the processor
+    # still places image tokens and BOS. None: the family's own format (its chat template, or the
+    # plain format of a checkpoint that has none).
+    prompt_format: str | None = None
     trust_remote_code: bool = False  # run a checkpoint's own Python code (only if you trust it)
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~30% slower
     # transformers' attention implementation (sdpa, eager, flex_attention, flash_attention_2 where

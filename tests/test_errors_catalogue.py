@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from official_tree import write_official_tree
+from transformers import InstructBlipConfig, PaliGemmaConfig
 
 from ptpeft_cli.cli import main
 
@@ -68,6 +69,14 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("truncated-checkpoint", ["train", "model.name_or_path={tmp}/truncated", *TINY], "cannot load model.name_or_path={tmp}/truncated"),
     ("prefix-kv-with-checkpointing", ["train", "method=prefix", "method.prefix.mode=kv", "model.gradient_checkpointing=true",
                                       *TINY], "method.prefix.mode=kv does not work with model.gradient_checkpointing=true"),
+    ("bad-prompt-format", ["train", "model.prompt_format='Q: {{question}} A:'", *TINY],
+     "model.prompt_format='Q: {{question}} A:' must contain {{instruction}} exactly once and no other {{field}}"),
+    ("no-chat-template", ["train", "model=hf", "model.name_or_path={shipped}", *TINY],
+     "model family hf: the processor of this checkpoint has no chat template; set model.prompt_format"),
+    ("hf-needs-own-family", ["train", "model=hf", "model.name_or_path={tmp}/paligemma", *TINY],
+     "model family hf: a checkpoint of model_type paligemma needs model=paligemma"),
+    ("instructblip-encoder-decoder", ["train", "model=instructblip", "model.name_or_path={tmp}/flant5", *TINY],
+     "{tmp}/flant5 has an encoder-decoder one (t5, Flan-T5), which is not supported"),
     ("lora-targets-match-nothing", ["train", "method=lora", "method.lora.target_modules=.*nothing_here", *TINY],
      "matches no Linear module; Linear modules in this model: lm_head, model.language_model.layers.N.mlp.down_proj"),
     ("lora-targets-bad-regex", ["train", "method=lora", "method.lora.target_modules='(q_proj'", *TINY], "not a valid regex"),
@@ -128,6 +137,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(SHIPPED, tmp / "truncated")
     weights = tmp / "truncated" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: 100_000])
+    InstructBlipConfig(text_config={"model_type": "t5"}, use_decoder_only_language_model=False).save_pretrained(
+        tmp / "flant5")
+    PaliGemmaConfig().save_pretrained(tmp / "paligemma")
     return tmp
 
 
@@ -136,7 +148,7 @@ def test_bad_input_gets_one_line_exit_2_and_nothing_written(case: tuple[str, lis
                                                            small_world, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture) -> None:
     _, args, expected = case
-    fill = {"tmp": str(files), "world": str(small_world.root)}
+    fill = {"tmp": str(files), "world": str(small_world.root), "shipped": str(SHIPPED)}
     workdir = files / "work"
     workdir.mkdir(exist_ok=True)
     monkeypatch.chdir(workdir)

@@ -18,7 +18,8 @@ for generation alike, because every call reaches the decoder stack:
   the stack's own input positions: a stack that puts image tokens in front itself (GIT) keeps
   them first.
 Stacks called with positional arguments are bound to keywords; the family provides the cache
-the kv prefix starts (`family.prefix_cache`) and may refuse a mode (`family.prefix_modes`).
+the kv prefix starts (`family.prefix_cache`), may rewrite the first call's own per-token inputs
+(`family.prefix_call`: PaliGemma's `token_type_ids`) and may refuse a mode (`family.prefix_modes`).
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ class PrefixTuner(nn.Module):
         self.cache_factory: Callable[[nn.Module], Any] = lambda stack: DynamicCache(
             config=stack.config
         )
+        # The family's rewrite of the stack's arguments on the call that attaches the prefix.
+        self.first_call: Callable[[nn.Module, dict[str, Any], int, str], dict[str, Any]] = (
+            lambda stack, kwargs, length, mode: kwargs
+        )
 
     # --- what the decoder stack sees -------------------------------------------------------
     def kv_states(self, batch: int, dtype: torch.dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -170,6 +175,8 @@ class PrefixTuner(nn.Module):
         )
         cache = kwargs.get(cache_key)
         first = cache is None or cache.get_seq_length() == 0
+        if first:
+            kwargs = self.first_call(module, kwargs, self.length, self.mode)
         embeds = kwargs.get("inputs_embeds")
         own_length = (embeds if embeds is not None else kwargs["input_ids"]).shape[1]
         if first and self.mode == "input":
@@ -221,13 +228,14 @@ class PrefixTuner(nn.Module):
         return torch.cat([ones, mask], dim=1)
 
     def _shift_positions(self, positions: torch.Tensor, prepend: bool) -> torch.Tensor:
-        """Text starts at position L. (Without position ids the stack counts from the cache
-        length or the mask, both of which already include the prefix.)"""
+        """Text starts L positions later. An input prefix takes the L positions before the row's
+        first one (0..L-1; PaliGemma counts from 1, so 1..L there). (Without position ids the
+        stack counts from the cache length or the mask, both of which include the prefix.)"""
         shifted = positions + self.length
         if not prepend:
             return shifted
         own = torch.arange(self.length, dtype=positions.dtype, device=positions.device)
-        return torch.cat([own.expand(*positions.shape[:-1], self.length), shifted], dim=-1)
+        return torch.cat([positions.amin(dim=-1, keepdim=True) + own, shifted], dim=-1)
 
     @staticmethod
     def _refuse_checkpointing(module: nn.Module) -> None:
@@ -284,6 +292,7 @@ def attach_prefix(loaded: LoadedModel, tuner: PrefixTuner) -> PrefixTuner:
     check_prefix_mode(loaded, tuner.mode)
     stack = loaded.family.language_model(loaded.model)
     tuner.cache_factory = loaded.family.prefix_cache
+    tuner.first_call = loaded.family.prefix_call
     loaded.model.add_module(PREFIX_ATTR, tuner)
     stack.register_forward_pre_hook(tuner.pre_hook, with_kwargs=True)
     stack.register_forward_hook(tuner.post_hook, with_kwargs=True)
@@ -293,7 +302,7 @@ def attach_prefix(loaded: LoadedModel, tuner: PrefixTuner) -> PrefixTuner:
 def prefix_meta(loaded: LoadedModel, cfg: MethodConfig) -> dict[str, Any]:
     """Geometry of the prefix for this model (kv heads and head size from the LM's config)."""
     family, model = loaded.family, loaded.model
-    text_cfg = family.language_model(model).config
+    text_cfg = family.text_config(model)
     heads = int(text_cfg.num_attention_heads)
     hidden = family.hidden_size(model)
     return {

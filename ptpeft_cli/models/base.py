@@ -8,6 +8,7 @@ training and analysis never branch on a family name.
 from __future__ import annotations
 
 import operator
+import string
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,28 @@ def load_checkpoint(load: Callable[[], T], path: object) -> T:
     input, so it becomes one line naming the path and the cause instead of a traceback."""
     try:
         return load()
+    except UserError:  # a family's own refusal of this checkpoint, already one line
+        raise
     except Exception as error:  # noqa: BLE001 - transformers/safetensors raise many types here
         cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load model.name_or_path={path}: {cause}") from None
+
+
+def prompt_format(model_cfg: Any) -> str | None:
+    """`model.prompt_format`, checked: `{instruction}` once and no other `{field}`."""
+    text = getattr(model_cfg, "prompt_format", None)
+    if text is None:
+        return None
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(str(text)) if field is not None]
+    except ValueError as error:
+        fields = [f"<{error}>"]
+    if fields != ["instruction"]:
+        raise UserError(
+            f"model.prompt_format={text!r} must contain {{instruction}} exactly once and no other "
+            "{field} (write {{ and }} for literal braces)"
+        )
+    return str(text)
 
 
 @dataclass
@@ -129,6 +149,12 @@ class ModelFamily(ABC):
 
         return DynamicCache(config=stack.config)
 
+    def prefix_call(self, stack: nn.Module, kwargs: dict[str, Any], length: int, mode: str) -> dict[str, Any]:
+        """The stack's keyword arguments on the call a prefix of `length` attaches to (a forward
+        without cache, a generation's first step), before the generic rewrite (embeddings,
+        mask, positions). A stack with per-token inputs besides the mask extends them here."""
+        return kwargs
+
     # Dotted attribute path from the bare transformers model to the vision->text projector.
     projector_path: str | None = None
 
@@ -148,8 +174,12 @@ class ModelFamily(ABC):
             mask &= batch["input_ids"] != image_token
         return mask
 
+    def text_config(self, model: nn.Module) -> Any:
+        """The language model's config (heads, widths), also where the stack's config nests it."""
+        return self.language_model(model).config.get_text_config()
+
     def hidden_size(self, model: nn.Module) -> int:
-        return int(self.language_model(model).config.hidden_size)
+        return int(self.text_config(model).hidden_size)
 
     def num_layers(self, model: nn.Module) -> int:
         return len(self.decoder_layers(model))

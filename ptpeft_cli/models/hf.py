@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.models.base import LoadedModel, ModelFamily, load_checkpoint
+from ptpeft_cli.models.base import LoadedModel, ModelFamily, load_checkpoint, prompt_format
 
 IGNORE_INDEX = -100
 _DTYPES = {
@@ -34,6 +34,13 @@ _DTYPES = {
 # Submodules holding a vision encoder, by the names transformers' LMMs use.
 VISION_MODULES = ("vision_tower", "vision_model", "visual", "image_encoder", "vision_encoder")
 PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger")
+# Checkpoints (by `model_type`) that the generic family would read wrongly, and their family.
+OWN_FAMILY = {
+    "paligemma": ("paligemma", "its target is a causal suffix marked by token_type_ids"),
+    "instructblip": ("instructblip", "its Q-Former reads the instruction per image"),
+    "qwen2_vl": ("qwen2_vl", "its stock processor needs torchvision for a video processor"),
+    "qwen2_5_vl": ("qwen2_5_vl", "its stock processor needs torchvision for a video processor"),
+}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -94,6 +101,7 @@ class HFFamily(ModelFamily):
 
     def __init__(self) -> None:
         self.processor: Any = None  # set by load(); the chat template lives there
+        self.prompt_format: str | None = None  # `model.prompt_format`, set by load()
 
     # --- loading -------------------------------------------------------------------------
     def checkpoint(self, model_cfg: Any) -> str:
@@ -105,6 +113,11 @@ class HFFamily(ModelFamily):
         return str(path)
 
     def load_model(self, path: str, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
+        if type(self) is HFFamily:  # the generic family, before the weights are read
+            kind = getattr(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), "model_type", "")
+            if kind in OWN_FAMILY:
+                family, why = OWN_FAMILY[kind]
+                raise UserError(f"model family {self.name}: a checkpoint of model_type {kind} needs model={family} ({why})")
         return self.model_class.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code
         )
@@ -126,6 +139,7 @@ class HFFamily(ModelFamily):
         attention = getattr(model_cfg, "attn_implementation", None)
         if attention:
             self.set_attention(model, str(attention))
+        self.prompt_format = prompt_format(model_cfg)
         if getattr(model_cfg, "gradient_checkpointing", False):
             self.enable_gradient_checkpointing(model)
         self.processor = processor
@@ -181,8 +195,11 @@ class HFFamily(ModelFamily):
 
     # --- text ----------------------------------------------------------------------------
     def prompt(self, instruction: str) -> str:
-        if self.prompt_template is not None:
-            return self.prompt_template.format(instruction=instruction)
+        """`model.prompt_format`, else the family's `prompt_template`, else the processor's chat
+        template (one image, one user turn) around the instruction."""
+        template = self.prompt_format if self.prompt_format is not None else self.prompt_template
+        if template is not None:
+            return template.format(instruction=instruction)
         if self.processor is None:
             raise RuntimeError(f"family {self.name}: load() the model before building prompts")
         messages = [
@@ -190,7 +207,9 @@ class HFFamily(ModelFamily):
         ]
         if not getattr(self.processor, "chat_template", None):
             raise UserError(
-                f"model family {self.name}: the processor of this checkpoint has no chat template"
+                f"model family {self.name}: the processor of this checkpoint has no chat template; "
+                "set model.prompt_format (e.g. model.prompt_format='{instruction}' for plain text) "
+                "or use the checkpoint's family (model=paligemma, model=instructblip, ...)"
             )
         text = self.processor.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
@@ -401,5 +420,3 @@ class HFFamily(ModelFamily):
             mask &= batch["input_ids"] != token
         return mask
 
-    def hidden_size(self, model: nn.Module) -> int:
-        return int(self.language_model(model).config.hidden_size)

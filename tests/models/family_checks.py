@@ -29,8 +29,11 @@ def generation_batch(loaded: Any) -> dict[str, torch.Tensor]:
 
 def _teacher_forced(loaded: Any, batch: dict[str, torch.Tensor], new: torch.Tensor) -> torch.Tensor:
     """Logits a plain forward gives at the positions that predicted `new`. Positions follow
-    generate's rule (cumsum of the mask) where the forward takes them; Qwen2-VL and OPT derive
-    them from the mask themselves. BLIP's generate dropped the prompt's last token ([SEP])."""
+    generate's rule (cumsum of the mask) where the forward takes them (PaliGemma's count from 1);
+    Qwen2-VL / Qwen2.5-VL and OPT derive them from the mask themselves. BLIP's generate dropped
+    the prompt's last token ([SEP]). Per-token extras grow by 0 over the new tokens, PaliGemma's
+    `token_type_ids` by 1 (generated tokens are its causal suffix); InstructBLIP's Q-Former
+    inputs are per image."""
     model, name = loaded.model, loaded.family.name
     ids, mask = batch["input_ids"], batch["attention_mask"]
     if name == "blip":
@@ -38,10 +41,11 @@ def _teacher_forced(loaded: Any, batch: dict[str, torch.Tensor], new: torch.Tens
     full_ids = torch.cat([ids, new], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(new)], dim=1)
     positions = (full_mask.cumsum(-1) - 1).masked_fill(full_mask == 0, 0)
+    per_image = ("qformer_input_ids", "qformer_attention_mask")
     extras = {
         k: (
-            torch.cat([v, torch.zeros_like(new)], dim=1)
-            if v.shape == batch["input_ids"].shape
+            torch.cat([v, torch.full_like(new, int(k == "token_type_ids"))], dim=1)
+            if v.shape == batch["input_ids"].shape and k not in per_image
             else v
         )
         for k, v in batch.items()
@@ -56,8 +60,8 @@ def _teacher_forced(loaded: Any, batch: dict[str, torch.Tensor], new: torch.Tens
             encoder_hidden_states=vision,
         ).logits
     else:
-        if name not in ("qwen2_vl", "blip2_opt"):
-            extras["position_ids"] = positions
+        if name not in ("qwen2_vl", "qwen2_5_vl", "blip2_opt"):
+            extras["position_ids"] = positions + int(name == "paligemma")
         logits = model(input_ids=full_ids, attention_mask=full_mask, **extras).logits
     start = logits.shape[1] - full_ids.shape[1] + ids.shape[1] - 1  # GIT: image positions first
     return logits[:, start : start + new.shape[1]]

@@ -13,6 +13,7 @@ from family_checks import generation_batch, train_batch
 from omegaconf import OmegaConf
 from tiny_builders import FAMILY_NAMES, model_cfg
 from tiny_tokenizers import TARGETS
+from transformers import LlamaConfig
 
 from ptpeft_cli.config import ModelConfig
 from ptpeft_cli.errors import UserError
@@ -21,6 +22,11 @@ from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.hf import IGNORE_INDEX, HFFamily, resolve_dtype
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
+# Parameters `full` leaves frozen outside the vision encoder, because no gradient reaches them:
+# InstructBLIP's last Q-Former layer's text FFN (only the query outputs leave the Q-Former).
+UNREACHABLE = {"instructblip": [f"qformer.encoder.layer.1.{part}.{kind}" for part in
+                                ("intermediate.dense", "output.dense", "output.LayerNorm")
+                                for kind in ("weight", "bias")]}
 
 
 def test_every_family_is_registered_and_has_a_yaml() -> None:
@@ -59,7 +65,7 @@ def test_encode_labels_only_the_target(name: str, load: Callable[..., LoadedMode
         assert (batch["labels"][batch["input_ids"] == token] == IGNORE_INDEX).all()
     mask = batch["attention_mask"]
     assert (mask == 0).any() and (mask[:, 1:] <= mask[:, :-1]).all()  # one row right-padded
-    assert "token_type_ids" not in batch
+    assert ("token_type_ids" in batch) == (name == "paligemma")  # its prefix-LM mask reads them
     assert torch.isfinite(loaded.model(**batch).loss)
 
 
@@ -69,7 +75,8 @@ def test_generation_batch_is_left_padded_and_generate_returns_text(
 ) -> None:
     loaded = load(name)
     batch = generation_batch(loaded)
-    assert "labels" not in batch and "token_type_ids" not in batch
+    assert "labels" not in batch
+    assert ("token_type_ids" in batch) == (name == "paligemma")
     mask = batch["attention_mask"]
     assert mask[0, 0] == 0 and (mask[:, 1:] >= mask[:, :-1]).all()  # the shorter row left-padded
     outputs = loaded.family.generate(loaded, batch, max_new_tokens=3)
@@ -115,10 +122,11 @@ def test_structure_lora_adapters_and_full(name: str, load: Callable[..., LoadedM
         assert all(id(point) in layer_modules for point in family.adapter_points(layer))
     names = [n for n, _ in model.named_parameters()]
     trained = [n for n in names if family.full_trainable(n, False)]
-    frozen = [n for n in names if n not in trained]
+    never = [n for n in names if not family.full_trainable(n, True)]
+    assert never == UNREACHABLE.get(name, [])  # parameters no gradient reaches
+    frozen = [n for n in names if n not in trained and n not in never]
     assert frozen and all(family.is_vision(n) for n in frozen)  # exactly the vision encoder
     assert any(n.startswith(stack_path) for n in trained)
-    assert all(family.full_trainable(n, True) for n in names)
     projector = family.projector(model)
     if projector is not None:
         assert all(
@@ -128,8 +136,9 @@ def test_structure_lora_adapters_and_full(name: str, load: Callable[..., LoadedM
         )
 
 
-def test_qwen2_vl_trains_its_merger_under_full(load: Callable[..., LoadedModel]) -> None:
-    loaded = load("qwen2_vl")
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_vl_trains_its_merger_under_full(name: str, load: Callable[..., LoadedModel]) -> None:
+    loaded = load(name)
     names = [n for n, _ in loaded.model.named_parameters()]
     assert any("merger" in n and loaded.family.full_trainable(n, False) for n in names)
     assert not any("blocks" in n and loaded.family.full_trainable(n, False) for n in names)
@@ -157,6 +166,7 @@ def test_trust_remote_code_is_off_unless_asked(
 
     family = get_family("hf")
     monkeypatch.setattr(family, "model_class", Recorder)
+    LlamaConfig(num_hidden_layers=1).save_pretrained(tmp_path)  # the generic family reads it first
     for option in (False, True):
         with pytest.raises(UserError):
             family.load(model_cfg("hf", tmp_path, trust_remote_code=option))
@@ -183,17 +193,19 @@ def test_prompts_follow_each_family_format(load: Callable[..., LoadedModel]) -> 
     expected = {
         "llava15": f"USER: <image>\n{instruction} ASSISTANT:",
         "blip2_opt": instruction,
+        "paligemma": instruction,  # plain text: the processor adds <image>s, <bos> and "\n"
+        "instructblip": instruction,
         "git": instruction,
         "blip": instruction,
         "hf": f"<|im_start|>User:<image>{instruction}<end_of_utterance>\nAssistant:",  # its chat template
     }
     for name, prompt in expected.items():
         assert load(name).family.prompt(instruction) == prompt
-    qwen = load("qwen2_vl").family.prompt(instruction)
-    assert qwen.endswith(
-        f"<|vision_start|><|image_pad|><|vision_end|>{instruction}<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
+    for name in ("qwen2_vl", "qwen2_5_vl"):
+        assert load(name).family.prompt(instruction).endswith(
+            f"<|vision_start|><|image_pad|><|vision_end|>{instruction}<|im_end|>\n"
+            "<|im_start|>assistant\n"
+        )
 
 
 def test_generic_family_reads_lora_targets_from_the_model(load: Callable[..., LoadedModel]) -> None:
@@ -203,6 +215,30 @@ def test_generic_family_reads_lora_targets_from_the_model(load: Callable[..., Lo
         == r".*model\.text_model\.layers\.\d+\.self_attn\.(q_proj|k_proj|v_proj|o_proj)"
     )
     assert family.default_lora_mlp_targets.endswith(r"mlp\.(gate_proj|up_proj|down_proj)")
+
+
+@pytest.mark.parametrize("name", ["paligemma", "instructblip", "qwen2_vl", "qwen2_5_vl"])
+def test_generic_family_sends_a_checkpoint_to_its_own_family(
+    name: str, tiny_checkpoint: Callable[[str], Path]
+) -> None:
+    """`model=hf` would train PaliGemma's target bidirectionally, could mistake InstructBLIP's
+    Q-Former tokens for per-token rows and cannot build Qwen-VL's stock processor without
+    torchvision: refused before the weights are read, naming the family that works."""
+    with pytest.raises(UserError, match=f"model family hf: a checkpoint of model_type {name} needs model={name} "):
+        get_family("hf").load(model_cfg("hf", tiny_checkpoint(name)))
+
+
+def test_prompt_format_replaces_the_family_format(load: Callable[..., LoadedModel]) -> None:
+    """`model.prompt_format` wins over a family's own format and a chat template alike; a
+    format without exactly one `{instruction}` is refused."""
+    assert load("paligemma", prompt_format="{instruction} now").family.prompt("caption en") == "caption en now"
+    hf = load("hf", prompt_format="<image>Q: {instruction} A:")
+    assert hf.family.prompt("what?") == "<image>Q: what? A:"
+    batch = train_batch(hf)  # the processor still expands the image placeholder
+    assert (batch["input_ids"] == hf.model.config.image_token_id).sum() > 2
+    for bad in ("no field", "{instruction} {instruction}", "{question}", "{instruction"):
+        with pytest.raises(UserError, match="model.prompt_format=.*must contain"):
+            load("paligemma", prompt_format=bad)
 
 
 def test_generic_family_refuses_a_non_standard_layout(load: Callable[..., LoadedModel]) -> None:

@@ -17,7 +17,7 @@ from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.planning import sizes
 
 
-@pytest.mark.parametrize("name", ["llava15", "git", "blip2_opt"])
+@pytest.mark.parametrize("name", ["llava15", "git", "blip2_opt", "paligemma", "instructblip"])
 def test_meta_counts_equal_real_trainable_parameters(
     name: str, load: Callable[..., LoadedModel], tiny_checkpoint: Callable[[str], Path]
 ) -> None:

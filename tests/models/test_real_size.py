@@ -11,7 +11,9 @@ from ptpeft_cli.models.real_size import build_model, real_checkpoint, real_check
 
 # Parameter counts (tied weights once) of the real checkpoints, in billions, as published.
 PUBLISHED_BILLIONS = {"llava-hf/llava-1.5-7b-hf": 7.06, "Qwen/Qwen2-VL-2B-Instruct": 2.21,
-                      "Qwen/Qwen2-VL-7B-Instruct": 8.29, "Salesforce/blip2-opt-2.7b": 3.74}
+                      "Qwen/Qwen2-VL-7B-Instruct": 8.29, "Salesforce/blip2-opt-2.7b": 3.74,
+                      "google/paligemma-3b-pt-224": 2.92, "Salesforce/instructblip-vicuna-7b": 7.91,
+                      "Qwen/Qwen2.5-VL-3B-Instruct": 3.75, "Qwen/Qwen2.5-VL-7B-Instruct": 8.29}
 
 
 @pytest.mark.parametrize("hub_id", sorted(real_checkpoints()))

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tiny_tokenizers import IMAGE_SIZE, bert_tokenizer, byte_level_tokenizer, llama_style_tokenizer
+from tiny_tokenizers import (
+    IMAGE_SIZE,
+    bert_tokenizer,
+    byte_level_tokenizer,
+    gemma_tokenizer,
+    llama_style_tokenizer,
+)
 from torch import nn
 from transformers import (
     Blip2Config,
@@ -34,13 +40,22 @@ from transformers import (
     Idefics3ForConditionalGeneration,
     Idefics3ImageProcessorPil,
     Idefics3Processor,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
     LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
+    SiglipImageProcessorPil,
 )
 
 from ptpeft_cli.config import ModelConfig
@@ -48,6 +63,13 @@ from ptpeft_cli.config import ModelConfig
 # The ViT tower of the tiny BLIP / BLIP-2 / GIT checkpoints.
 TINY_VISION = {"image_size": IMAGE_SIZE, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
                "num_hidden_layers": 2, "num_attention_heads": 4}
+
+
+# The decoder of the tiny Qwen-VL and PaliGemma checkpoints (the Llama ones: llama_text_config).
+TINY_DECODER = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2}
+# The Q-Former of the tiny BLIP-2 / InstructBLIP checkpoints (reads the ViT above).
+TINY_QFORMER = {"hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, "encoder_hidden_size": 32}
 
 
 def scale_weights(model: nn.Module, factor: float = 5.0) -> nn.Module:
@@ -144,9 +166,13 @@ QWEN_SPECIAL = [
 ]
 
 
-def save_qwen2_vl(directory: Path) -> Path:
-    """Qwen2-VL as its hub checkpoints are laid out: the image processor, tokenizer and chat
-    template are saved apart (a `Qwen2VLProcessor` cannot be built without torchvision)."""
+def save_qwen2_vl(
+    directory: Path, config_class: Any = Qwen2VLConfig, model_class: Any = Qwen2VLForConditionalGeneration,
+    vision: dict[str, Any] | None = None,
+) -> Path:
+    """Qwen2-VL (and Qwen2.5-VL, with its class and vision config) as their hub checkpoints are
+    laid out: the image processor, tokenizer and chat template are saved apart (a
+    `Qwen2VLProcessor` cannot be built without torchvision)."""
     tokenizer = byte_level_tokenizer(
         QWEN_SPECIAL, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
@@ -155,14 +181,10 @@ def save_qwen2_vl(directory: Path) -> Path:
     )
     ids = tokenizer.convert_tokens_to_ids
     torch.manual_seed(0)
-    config = Qwen2VLConfig(
+    config = config_class(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **TINY_DECODER,
             "max_position_embeddings": 512,
             "pad_token_id": ids("<|endoftext|>"),
             "eos_token_id": ids("<|im_end|>"),
@@ -173,7 +195,7 @@ def save_qwen2_vl(directory: Path) -> Path:
                 "rope_theta": 10000.0,
             },
         },
-        vision_config={
+        vision_config=vision or {
             "depth": 2,
             "embed_dim": 32,
             "hidden_size": 32,
@@ -188,7 +210,17 @@ def save_qwen2_vl(directory: Path) -> Path:
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
     )
-    return _save(directory, Qwen2VLForConditionalGeneration(config), image_processor, tokenizer)
+    return _save(directory, model_class(config), image_processor, tokenizer)
+
+
+def save_qwen2_5_vl(directory: Path) -> Path:
+    """Qwen2.5-VL: Qwen2-VL's text side and processor; a windowed ViT (window 28 px = one merged
+    patch here, so the four windows differ from full attention; block 1 attends fully) whose
+    `out_hidden_size` is the text width."""
+    vision = {"depth": 2, "hidden_size": 32, "out_hidden_size": 32, "intermediate_size": 64,
+              "num_heads": 4, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+              "window_size": 28, "fullatt_block_indexes": [1]}
+    return save_qwen2_vl(directory, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, vision)
 
 
 BLIP2_QUERIES = 4
@@ -212,13 +244,7 @@ def save_blip2_opt(directory: Path) -> Path:
     torch.manual_seed(0)
     config = Blip2Config(
         vision_config=dict(TINY_VISION),
-        qformer_config={
-            "hidden_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 4,
-            "intermediate_size": 64,
-            "encoder_hidden_size": 32,
-        },
+        qformer_config={**TINY_QFORMER, "num_hidden_layers": 1},
         text_config={
             "model_type": "opt",
             "vocab_size": len(tokenizer),
@@ -285,6 +311,69 @@ def save_blip(directory: Path) -> Path:
     return _save(directory, BlipForConditionalGeneration(config), processor)
 
 
+def save_paligemma(directory: Path) -> Path:
+    """PaliGemma as google/paligemma-* ships: SigLIP + Gemma, a processor without a chat template
+    whose image processor carries `image_seq_length` (here (32 / 8)^2 = 16 image tokens)."""
+    tokenizer = gemma_tokenizer()
+    image_processor = SiglipImageProcessorPil(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_seq_length=(IMAGE_SIZE // 8) ** 2
+    )
+    processor = PaliGemmaProcessor(image_processor, tokenizer)  # adds <image>, <loc....>, <seg...>
+    ids = tokenizer.convert_tokens_to_ids
+    torch.manual_seed(0)
+    config = PaliGemmaConfig(
+        vision_config={"model_type": "siglip_vision_model", **TINY_VISION, "vision_use_head": False},
+        text_config={
+            "model_type": "gemma",
+            "vocab_size": len(tokenizer),
+            **TINY_DECODER,
+            "head_dim": 8,
+            "max_position_embeddings": 256,
+            "pad_token_id": ids("<pad>"),
+            "bos_token_id": ids("<bos>"),
+            "eos_token_id": ids("<eos>"),
+        },
+        image_token_index=ids("<image>"),
+        vocab_size=len(tokenizer),
+        projection_dim=32,
+        hidden_size=32,
+        pad_token_id=ids("<pad>"),
+    )
+    return _save(directory, PaliGemmaForConditionalGeneration(config), processor)
+
+
+INSTRUCTBLIP_QUERIES = 4
+
+
+def save_instructblip(directory: Path) -> Path:
+    """InstructBLIP with a Vicuna (Llama) decoder, as Salesforce/instructblip-vicuna-7b ships: a
+    Llama tokenizer that adds BOS, a BERT tokenizer for the Q-Former's instruction, and the
+    processor's `<image>` query placeholders."""
+    tokenizer = llama_style_tokenizer(["<unk>", "<s>", "</s>", "<pad>"], pad_token="<pad>")
+    qformer_tokenizer = bert_tokenizer()
+    processor = InstructBlipProcessor(
+        BlipImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+        tokenizer,
+        qformer_tokenizer,
+        num_query_tokens=INSTRUCTBLIP_QUERIES,
+    )  # adds <image> to the tokenizer
+    ids = tokenizer.convert_tokens_to_ids
+    torch.manual_seed(0)
+    config = InstructBlipConfig(
+        vision_config=dict(TINY_VISION),
+        qformer_config={
+            **TINY_QFORMER,
+            "num_hidden_layers": 2,  # the last layer's text FFN is unused: a test sees it
+            "vocab_size": len(qformer_tokenizer),
+            "pad_token_id": qformer_tokenizer.pad_token_id,
+        },
+        text_config=llama_text_config(len(tokenizer), ids("<pad>"), ids("<s>"), ids("</s>")).to_dict(),
+        num_query_tokens=INSTRUCTBLIP_QUERIES,
+        image_token_index=ids("<image>"),
+    )
+    return _save(directory, InstructBlipForConditionalGeneration(config), processor)
+
+
 SMOLVLM_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
     "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
@@ -333,6 +422,9 @@ def save_hf(directory: Path) -> Path:
 BUILDERS: dict[str, Callable[[Path], Path]] = {
     "llava15": save_llava15,
     "qwen2_vl": save_qwen2_vl,
+    "qwen2_5_vl": save_qwen2_5_vl,
+    "paligemma": save_paligemma,
+    "instructblip": save_instructblip,
     "blip2_opt": save_blip2_opt,
     "git": save_git,
     "blip": save_blip,

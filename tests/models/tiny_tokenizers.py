@@ -1,13 +1,16 @@
 """Offline tokenizers in the style of each family's real one, and the tests' texts and images.
 
 Trained here with the `tokenizers` library on a few lines: byte-level BPE (Qwen, OPT, SmolVLM),
-SentencePiece-like BPE with a dummy prefix and BOS (Llama / LLaVA), WordPiece (BERT: GIT, BLIP).
+SentencePiece-like BPE with a dummy prefix and BOS (Llama / LLaVA / Vicuna), WordPiece (BERT: GIT,
+BLIP, InstructBLIP's Q-Former), and Gemma's own `GemmaTokenizer` class over a BPE vocabulary
+trained here (PaliGemma).
 The boundary cases that matter (a target tokenised after its prompt, BOS added or not, special
 tokens around images) behave as with the real tokenizers; nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ from tokenizers import (
     processors,
     trainers,
 )
-from transformers import BertTokenizer, PreTrainedTokenizerFast
+from transformers import BertTokenizer, GemmaTokenizer, PreTrainedTokenizerFast
 
 # Words of the prompts and targets the tests use (the tokenizers are trained on these lines).
 CORPUS = [
@@ -54,16 +57,20 @@ def _train_bpe(
     vocab_size: int,
     alphabet: list[str] | None = None,
     unk: str | None = None,
+    corpus: list[str] = CORPUS,
+    normalizer: Any = None,
 ) -> Tokenizer:
     backend = Tokenizer(models.BPE(unk_token=unk))
     backend.pre_tokenizer, backend.decoder = pre_tokenizer, decoder
+    if normalizer is not None:
+        backend.normalizer = normalizer
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=special,
         initial_alphabet=alphabet or [],
         show_progress=False,
     )
-    backend.train_from_iterator(CORPUS, trainer)
+    backend.train_from_iterator(corpus, trainer)
     return backend
 
 
@@ -102,6 +109,27 @@ def llama_style_tokenizer(special: list[str], **tokens: str) -> PreTrainedTokeni
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", **tokens
     )
+
+
+def gemma_tokenizer() -> GemmaTokenizer:
+    """Gemma's tokenizer class (byte fallback, spaces as "▁", adds `<bos>`) over a BPE vocabulary
+    trained on the corpus plus PaliGemma's task prefixes; PaliGemmaProcessor adds `<image>` and
+    the location/segmentation tokens to it, as it does to the real one."""
+    corpus = [*CORPUS, "caption en", "answer en what color is the circle?"]
+    special = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]  # Gemma's ids 0-4
+    backend = _train_bpe(
+        pre_tokenizers.Split(pattern="▁", behavior="merged_with_next"),  # merges within words
+        decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]),
+        special,
+        300,
+        sorted(set("".join(corpus).replace(" ", "▁"))),
+        unk="<unk>",
+        corpus=corpus,
+        normalizer=normalizers.Replace(" ", "▁"),
+    )
+    model = json.loads(backend.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return GemmaTokenizer(vocab=model["vocab"], merges=merges)
 
 
 def bert_tokenizer(extra_special: tuple[str, ...] = ()) -> BertTokenizer:
