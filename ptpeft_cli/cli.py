@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "pre-train the embedded tiny LMM on the synthetic world",
     "analyze": "compare representation spectra of several runs (run_dirs=[A,B] or sweep_dir=S)",
     "report": "build result tables from run dirs (runs=DIR)",
+    "tune": "choose each method's rates on the val split (sweeps) and write a rates table (make tune)",
 }
 # Commands that create run dirs and may sweep; the rest compose a config and return.
 HYDRA_APPS = {"train": "train", "pretrain": "pretrain"}

@@ -41,3 +41,9 @@ def report_command(cfg: DictConfig) -> None:
     from ptpeft_cli.commands.report import report_command as command
 
     command(cfg)
+
+
+def tune_command(cfg: DictConfig) -> None:
+    from ptpeft_cli.commands.tune import tune_command as command
+
+    command(cfg)
