@@ -26,6 +26,7 @@ def test_smoke_tune_writes_a_table_that_train_uses(workdir: Path, monkeypatch: p
     table = OmegaConf.load(rates_dir / "smoke.yaml")
     entries = OmegaConf.to_container(table.tasks.vqa)
     assert set(entries) == {"none", "lora", "prefix", "pt_lora", "lora_600"}
+    assert ": seed 0, 2 steps per stage; sweeps in " in table.source  # the budget the sweeps really ran
     assert entries["lora_600"] == entries["lora"] and entries["lora"]["lr"] in (0.001, 0.03)
     assert entries["pt_lora"]["stage1.lr"] == entries["prefix"]["lr"] and entries["pt_lora"]["prefix.length"] == 4
     runs = rundir.find_runs([out])

@@ -115,7 +115,7 @@ def test_tune_command_chooses_from_finished_sweeps_and_writes_the_table(tmp_path
     assert OmegaConf.to_container(table.tasks) == {"vqa": {
         "none": {}, "lora": {"lr": 0.003}, "prefix": {"lr": 0.03, "prefix.length": 5},
         "pt_lora": {"stage1.lr": 0.03, "prefix.length": 5, "stage2_options.lr": 0.001}, "lora_600": {"lr": 0.003}}}
-    assert table.source.startswith("make tune on the val split")
+    assert table.source.startswith("make tune on the val split, ") and ": seed 0, 300 steps per stage; " in table.source
     assert "#   * lr=0.003: 66.5\n" in text and "#     lr=0.01: 64\n" in text  # every point, the chosen one starred
     assert "# vqa / pt_lora (val vqa_accuracy; fixed: stage1.lr=0.03, prefix.length=5):" in text
     assert "# lora_600: lora's chosen entry, as tuned at lora's own budget (not tuned again)" in text
