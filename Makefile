@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 ARGS ?=
 
-.PHONY: install run test test-fast lint bench bench-gpu paper paper-quick clean
+.PHONY: install run test test-fast lint bench bench-gpu tune paper paper-quick clean
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ bench: install
 # ARGS=--tiny: the same code at toy size on the CPU. Writes outputs/bench/gpu.json and docs/benchmarks.md.
 bench-gpu: install
 	$(PY) scripts/bench_gpu.py $(ARGS)
+
+# Rates for every method and task chosen on the val split (conf/rates/tuned.yaml, which make
+# paper's presets read); resumable: a rerun keeps finished sweeps. Options: ARGS (ptpeft tune --help).
+tune: install
+	$(PTPEFT) tune update_doc=docs/results.md $(ARGS)
 
 paper: install
 	bash scripts/paper.sh full

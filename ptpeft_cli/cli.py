@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "analyze": "compare representation spectra of several runs (run_dirs=[A,B] or sweep_dir=S)",
     "report": "build result tables from run dirs (runs=DIR)",
     "plan": "GPU memory, time and GPU-hours of every job a train command would run (offline, in seconds)",
+    "tune": "choose each method's rates on the val split (sweeps) and write a rates table (make tune)",
 }
 # Commands that create run dirs and may sweep; the rest compose a config and return.
 HYDRA_APPS = {"train": "train", "pretrain": "pretrain"}

@@ -120,6 +120,14 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
      "trainer.batch_size=16 cannot be split over hardware.gpus=3; use a multiple of 3"),
     ("plan-bench-missing", ["plan", "bench={tmp}/gpu.json", "model=llava15"], "bench={tmp}/gpu.json: no such file"),
     ("plan-text-tokens", ["plan", "text_tokens=0", "model=llava15"], "text_tokens=0 must be > 0"),
+    ("tune-unknown-label", ["tune", "labels=[lora,mystery]"],
+     "tune: labels=mystery has no grid; grid has: full, lora, adapter, prefix, pt_lora, pt_adapter"),
+    ("tune-stage1-not-tuned", ["tune", "labels=[pt_lora]"],
+     "tune: pt_lora takes stage1.lr, prefix.length from prefix, which is not tuned before it"),
+    ("tune-empty-grid", ["tune", "grid.lora.lr=[]"], "tune: grid.lora.lr is an empty list"),
+    ("tune-parallel", ["tune", "parallel=0"], "tune: parallel=0 must be >= 1"),
+    ("tune-other-sweep", ["tune", "out={tmp}/tune", "tasks=[vqa]", "labels=[lora]"],
+     "tune: {tmp}/tune/vqa/lora holds a sweep with other overrides (method.lr=9 instead of "),
 ]
 
 
@@ -130,6 +138,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "dict.json").write_text(json.dumps({"a": 1}))
     (tmp / "sweep").mkdir()
     (tmp / "sweep" / "multirun.yaml").write_text("hydra: {overrides: {task: [], hydra: []}}\n")
+    (tmp / "tune" / "vqa" / "lora").mkdir(parents=True)  # a tuning sweep of another grid
+    (tmp / "tune" / "vqa" / "lora" / "multirun.yaml").write_text(
+        "hydra: {overrides: {task: [method=lora, method.lr=9], hydra: []}}\n")
     (tmp / "conf" / "rates").mkdir(parents=True)
     (tmp / "conf" / "rates" / "demo.yaml").write_text("name: demo\ntasks: {captioning: {lora: {lr: 0.001}}}\n")
     tree = write_official_tree(tmp / "official")

@@ -47,3 +47,9 @@ def plan_command(options: DictConfig, jobs: list[tuple[list[str], DictConfig]], 
     from ptpeft_cli.commands.plan import plan_command as command
 
     command(options, jobs, title)
+
+
+def tune_command(cfg: DictConfig) -> None:
+    from ptpeft_cli.commands.tune import tune_command as command
+
+    command(cfg)

@@ -11,13 +11,15 @@ from collections import defaultdict
 from pathlib import Path
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.reporting.plots import save_bar_chart
+from ptpeft_cli.reporting.claims import claims_markdown
+from ptpeft_cli.reporting.plots import retention_rank_points, save_bar_chart, save_retention_rank
 from ptpeft_cli.rundir import RunRecord, find_runs
 from ptpeft_cli.tables import markdown_table, write_csv
 from ptpeft_cli.tasks import TASKS
 
-# Rows in the paper's order: the zero-shot model, weight-changing methods, prefix, PT-PEFT.
-METHOD_ORDER = ("none", "full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter")
+# Rows in the paper's order: the zero-shot model, weight-changing methods, prefix, PT-PEFT, then
+# LoRA and Adapter at PT-PEFT's total steps (make paper's equal-budget rows).
+METHOD_ORDER = ("none", "full", "lora", "adapter", "prefix", "pt_lora", "pt_adapter", "lora_600", "adapter_600")
 REPRESENTATION = [("rep/effective_rank", "eff. rank"), ("rep/effective_rank_base", "base"),
                   ("rep/effective_rank_ratio", "ratio"), ("rep/rank90", "rank90"), ("rep/rank99", "rank99"),
                   ("rep/rank99_base", "rank99 base"),
@@ -65,6 +67,12 @@ def retention_columns(runs: list[RunRecord]) -> list[tuple[str, str]]:
     return [(key, key.removeprefix("retention/")) for key in sorted(present) if key.rsplit("/", 1)[1] in suffixes]
 
 
+def retention_headlines(runs: list[RunRecord]) -> list[str]:
+    """The retention keys that are a probe task's headline metric (CIDEr, VQA accuracy)."""
+    headlines = {TASKS.get(name).headline_metric.split("/", 1)[1] for name in TASKS.names()}
+    return [key for key, _ in retention_columns(runs) if key.rsplit("/", 1)[1] in headlines]
+
+
 def build_report(roots: list[Path], out_dir: Path) -> str:
     """Write one markdown + CSV per task into `out_dir`; return the combined markdown."""
     runs = find_runs(roots)
@@ -93,6 +101,14 @@ def build_report(roots: list[Path], out_dir: Path) -> str:
         write_csv(out_dir / f"{task}_representation.csv", rep_header, rep_rows)
         sections.append(f"#### {task}: representation space (final-norm output, centred; ratio = tuned / "
                         f"pre-trained on the same inputs)\n\n{markdown_table(rep_header, rep_rows)}\n")
+        claims = claims_markdown(task, finished, retention_headlines(finished))
+        if claims:
+            sections.append(f"#### {task}: the paper's claims by the 2-std rule (gap > 0 points the claimed way; "
+                            f"reporting/claims.py)\n\n{claims}\n")
+    points = retention_rank_points([r for r in runs if not r.error], retention_headlines)
+    if points:
+        write_csv(out_dir / "retention_rank.csv", list(points[0]), [list(p.values()) for p in points])
+        save_retention_rank(points, out_dir / "retention_rank.png", method_order)
     if failed:
         sections.append("Failed runs: " + "; ".join(f"{r.path.name}: {r.error}" for r in failed) + "\n")
     report = "\n".join(sections)

@@ -42,6 +42,8 @@ SKIP = {
     "ptpeft train resume=outputs/train/<run>": "needs a stopped run; tests/training/test_resume.py kills and resumes runs",
     "ptpeft train -m resume=outputs/sweeps/<time>": "needs a stopped sweep; tests/e2e/test_sweep_resume.py",
     "python scripts/fetch_data.py": "downloads ~30 GB; tests/scripts/test_fetch_data.py lays out fake archives",
+    "ptpeft tune": "~2 h of 300-step sweeps; tests/e2e/test_tune_e2e.py runs it with a 2-step grid into its own table",
+    "make tune": "pip-installs first; what it runs is `ptpeft tune`, which tests/e2e/test_tune_e2e.py runs at this size",
     "ptpeft train task=vqa task.dataset.kind=hf task.dataset.hf.path=lmms-lab": "streams from the Hub",
     "ptpeft train task=captioning task.dataset.kind=hf task.dataset.hf.path=parquet task.dataset.hf.data_files.train=/data/mine":
         "needs the user's parquet files; tests/data/test_hub_source.py runs this command's options on its own",

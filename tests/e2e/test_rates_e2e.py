@@ -72,3 +72,17 @@ def test_run_trains_with_the_table_and_saves_where_it_came_from(search_path: str
     history = (run_dir if run_dir.is_absolute() else workdir / run_dir) / "history.jsonl"
     rows = [json.loads(line) for line in history.read_text().splitlines()]
     assert [row["train/lr"] for row in rows if "train/lr" in row] == [0.001]  # the optimizer got the table's rate
+
+
+@pytest.mark.parametrize("task", ["captioning", "vqa"])
+def test_paper_presets_read_every_method_from_the_tuned_table(task: str) -> None:
+    """`make paper` runs each preset's methods and the equal-budget labels with rates=tuned: the
+    table must hold all of them (a missing entry would stop the study), and each run records it."""
+    preset = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "experiment" / f"paper_{task}.yaml")
+    methods = str(preset.hydra.sweeper.params.method).split(",")
+    runs = [[f"method={m}"] for m in methods] + [["method=lora", "method.label=lora_600"],
+                                                  ["method=adapter", "method.label=adapter_600"]]
+    for overrides in runs:
+        cfg = compose_config("train", [f"experiment=paper_{task}", *overrides])
+        assert cfg.method.rates_from.startswith(f"rates=tuned: {task}/{cfg.method.label}"), overrides
+    assert compose_config("train", [f"experiment=paper_{task}", "method=lora", "rates=none"]).method.rates_from is None
