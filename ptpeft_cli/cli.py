@@ -21,7 +21,8 @@ from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, OmegaConf
 
 from ptpeft_cli import rundir
-from ptpeft_cli.config import apply_rates, conf_dir, register_configs, validate
+from ptpeft_cli.config import conf_dir, register_configs
+from ptpeft_cli.config_rules import apply_rates, validate
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.launch import agree_on_launch_identity, launched_rank, launched_world_size
 

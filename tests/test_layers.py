@@ -1,8 +1,8 @@
 """The house's one-way data flow, checked on the source: a package imports only packages below it.
 
 cli -> commands -> synthetic (the demo) -> reporting -> planning -> analysis -> training -> methods -> tasks ->
-evaluation (official metrics, generation) -> models -> data, with config, registry, rundir, tables,
-launch, storage and errors as ground floors.
+evaluation (official metrics, generation) -> models -> data, with config (+ config_rules), registry, rundir,
+tables, launch, storage and errors as ground floors.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ptpeft_cli"
-GROUND = {"errors", "registry", "config", "rundir", "tables", "launch", "storage", "__init__"}
+GROUND = {"errors", "registry", "config", "config_rules", "rundir", "tables", "launch", "storage", "__init__"}
 ORDER = ["data", "models", "evaluation", "tasks", "methods", "training", "analysis", "planning", "reporting", "synthetic",
          "commands", "cli", "__main__"]
 

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ptpeft_cli import rundir
-from ptpeft_cli.config import apply_rates
+from ptpeft_cli.config_rules import apply_rates
 from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.launch import export_slurm_environment, launched_rank
 from ptpeft_cli.methods import get_method

@@ -1,5 +1,5 @@
 """`rates=<table>`: a table of per-task, per-method options replaces the method yaml's values, and
-the run's saved config records which entry did (config.apply_rates)."""
+the run's saved config records which entry did (config_rules.apply_rates)."""
 
 from __future__ import annotations
 
