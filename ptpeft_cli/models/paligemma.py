@@ -30,7 +30,8 @@ from torch import nn
 from transformers import PaliGemmaForConditionalGeneration
 
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.hf import IGNORE_INDEX, HFFamily, pad_sequences, unwrap
+from ptpeft_cli.models.hf import HFFamily, unwrap
+from ptpeft_cli.models.hf_text import IGNORE_INDEX, pad_sequences
 
 
 class PaliGemmaFamily(HFFamily):

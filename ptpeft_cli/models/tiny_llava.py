@@ -17,7 +17,8 @@ from transformers import LlavaForConditionalGeneration
 
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.hf import IGNORE_INDEX, HFFamily, pad_sequences
+from ptpeft_cli.models.hf import HFFamily
+from ptpeft_cli.models.hf_text import IGNORE_INDEX, pad_sequences
 
 __all__ = ["IGNORE_INDEX", "TinyLlavaFamily", "pad_sequences", "shipped_checkpoint_dir"]
 

@@ -19,7 +19,8 @@ from ptpeft_cli.config import ModelConfig
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.models import FAMILIES, get_family
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.hf import IGNORE_INDEX, HFFamily, resolve_dtype
+from ptpeft_cli.models.hf import HFFamily, resolve_dtype
+from ptpeft_cli.models.hf_text import IGNORE_INDEX
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 # Parameters `full` leaves frozen outside the vision encoder, because no gradient reaches them:

@@ -18,7 +18,7 @@ from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods import get_method
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.base import LoadedModel
-from ptpeft_cli.models.hf import IGNORE_INDEX
+from ptpeft_cli.models.hf_text import IGNORE_INDEX
 
 
 @pytest.mark.parametrize("name", FAMILY_NAMES)
