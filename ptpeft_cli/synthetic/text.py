@@ -4,18 +4,18 @@ Pre-training text is broad (several caption styles, every question type, paraphr
 downstream tasks use a narrower, *different* caption style (COCO-like) and VQAv2-like questions
 with ten human answers. Every downstream word also occurs in pre-training text, in other contexts:
 a word the base model has never seen cannot be learnt by a prefix over a frozen model.
+The captions of both styles are built in captions.py; the questions and answers here.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.captions import Rng, indefinite_article, pick, pretrain_captions
 from ptpeft_cli.synthetic.world import Scene, SceneObject
 
 # Characters split off (and dropped) when counting words; the tokenizer keeps them as tokens.
@@ -28,19 +28,15 @@ CAPTION_PROMPT = "caption:"
 VQA_PROMPT = "question: {question} answer:"
 DIGITS: tuple[str, ...] = tuple(str(n) for n in vocabulary.NUMBER_WORDS)
 _COLOUR_NAMES: tuple[str, ...] = tuple(vocabulary.COLOURS)
-Rng = np.random.Generator
-Objects = Sequence[SceneObject]
 ANSWER_TYPES: tuple[str, ...] = ("yes/no", "number", "other")
 
-# Words the caption builders and answers emit besides the vocabulary constants and the question
+# Words the caption builders (captions.py) and answers emit besides the vocabulary constants and the question
 # wordings, kept in one place so vocabulary_words() is complete (the tests check generated text).
 _CAPTION_WORDS = (
     "a an and at background caption dark each image in is next no number object objects of on "
     "picture shape shapes shows single sitting the them there this to with yes"
 )
 
-_RELATION_PROBABILITY = 0.2
-_SYNONYM_PROBABILITY = 0.15  # pre-training uses grey/big/little sometimes, so downstream may
 _NOISE_PROBABILITY = 0.07  # fraction of human answers that are wrong
 _SYNONYM_ANSWER_PROBABILITY = 0.25
 
@@ -48,154 +44,6 @@ _SYNONYM_ANSWER_PROBABILITY = 0.25
 def tokenize(text: str) -> list[str]:
     """Lower-case words with PUNCTUATION and whitespace removed (the unit vocabulary counts)."""
     return [token for token in _SPLIT.split(text.lower()) if token]
-
-
-def _pick(rng: Rng, options: Sequence[str]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
-def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def position_phrase(obj: SceneObject) -> str:
-    """Where the object is, in words: "on the left", "at the bottom right", "in the middle"."""
-    horizontal, vertical = obj.horizontal, obj.vertical
-    if horizontal == "middle" and vertical == "middle":
-        return "in the middle"
-    if vertical == "middle":
-        return f"on the {horizontal}"
-    if horizontal == "middle":
-        return f"at the {vertical}"
-    return f"at the {vertical} {horizontal}"
-
-
-def _phrase(obj: SceneObject, rng: Rng, *, size: bool = False, position: bool = False,
-            synonyms: float = 0.0) -> str:
-    """'a large red circle on the left'-style noun phrase; synonyms = chance of grey/big/little."""
-    colour = obj.colour
-    if colour == "gray" and rng.random() < synonyms:
-        colour = "grey"
-    words = [colour, obj.shape]
-    if size:
-        size_word = obj.size
-        if rng.random() < synonyms:
-            size_word = {"large": "big", "small": "little"}[obj.size]
-        words.insert(0, size_word)
-    text = f"{_article(words[0])} {' '.join(words)}"
-    return f"{text} {position_phrase(obj)}" if position else text
-
-
-def _join(phrases: Sequence[str]) -> str:
-    if len(phrases) == 1:
-        return phrases[0]
-    return f"{', '.join(phrases[:-1])} and {phrases[-1]}"
-
-
-def _count_noun(n: int, rng: Rng) -> str:
-    noun = _pick(rng, ("object", "shape"))
-    return f"{vocabulary.NUMBER_WORDS[n]} {noun}{'s' if n != 1 else ''}"
-
-
-# ---- pre-training caption styles (broad) ----------------------------------------------------
-
-
-def _pt_there_is(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng, size=True, position=True, synonyms=_SYNONYM_PROBABILITY) for o in objs]
-    if len(objs) == 1 and rng.random() < 0.5:
-        return f"there is a single object: {phrases[0]}."
-    return f"there is {_join(phrases)}."
-
-
-def _pt_shows(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng, size=True, synonyms=_SYNONYM_PROBABILITY) for o in objs]
-    subject = _pick(rng, ("the image", "the picture", "this image", "this picture"))
-    return f"{subject} shows {_count_noun(len(objs), rng)}: {', '.join(phrases)}."
-
-
-def _pt_list(objs: Objects, rng: Rng) -> str:
-    return f"{_join([_phrase(o, rng, size=True, synonyms=_SYNONYM_PROBABILITY) for o in objs])}."
-
-
-def _pt_sentences(objs: Objects, rng: Rng) -> str:
-    sentences = [f"{_count_noun(len(objs), rng)}."]
-    for obj in objs:
-        verb = "is sitting" if rng.random() < _RELATION_PROBABILITY else "is"
-        sentences.append(f"the {obj.colour} {obj.shape} {verb} {position_phrase(obj)}.")
-    return " ".join(sentences)
-
-
-def _pt_background(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng, size=True, position=True, synonyms=_SYNONYM_PROBABILITY) for o in objs]
-    text = f"a dark background with {_join(phrases)}."
-    if len(objs) >= 2 and rng.random() < _RELATION_PROBABILITY * 2:
-        first, second = objs[0], objs[1]
-        text += f" next to the {first.colour} {first.shape} there is {_phrase(second, rng)}."
-    return text
-
-
-def _pt_counts(objs: Objects, rng: Rng) -> str:
-    n_large = sum(o.size == "large" for o in objs)
-    words = vocabulary.NUMBER_WORDS
-    return (
-        f"number of objects: {words[len(objs)]}. large: {words[n_large]}. "
-        f"small: {words[len(objs) - n_large]}. each of them: "
-        f"{', '.join(f'{o.colour} {o.shape}' for o in objs)}."
-    )
-
-
-_PRETRAIN_STYLES: tuple[Callable[[Objects, Rng], str], ...] = (
-    _pt_there_is, _pt_shows, _pt_list, _pt_sentences, _pt_background, _pt_counts)
-
-
-# ---- downstream caption style (COCO-like) --------------------------------------------------
-
-
-def _coco_picture_of(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng) for o in objs]
-    if len(objs) == 2:
-        return f"a picture of {phrases[0]} next to {phrases[1]}."
-    return f"a picture of {_join(phrases)}."
-
-
-def _coco_on_background(objs: Objects, rng: Rng) -> str:
-    if len(objs) == 1:
-        return f"a single {objs[0].colour} {objs[0].shape} on a dark background."
-    return (
-        f"{vocabulary.NUMBER_WORDS[len(objs)]} shapes on a dark background: "
-        f"{_join([_phrase(o, rng) for o in objs])}."
-    )
-
-
-def _coco_plain(objs: Objects, rng: Rng) -> str:
-    return f"{_join([_phrase(o, rng, synonyms=0.5) for o in objs])}."
-
-
-def _coco_image_with(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng, size=True, synonyms=0.5) for o in objs]
-    return f"an image with {_join(phrases)}."
-
-
-def _coco_sitting(objs: Objects, rng: Rng) -> str:
-    phrases = [_phrase(o, rng) for o in objs]
-    if len(objs) == 1:
-        return f"{phrases[0]} sitting {position_phrase(objs[0])}."
-    return f"{phrases[0]} sitting next to {_join(phrases[1:])}."
-
-
-_COCO_STYLES = (_coco_picture_of, _coco_on_background, _coco_plain, _coco_image_with, _coco_sitting)
-
-
-def _shuffled(objs: Objects, rng: Rng) -> list[SceneObject]:
-    return [objs[i] for i in rng.permutation(len(objs))]
-
-
-def coco_captions(scene: Scene, rng: Rng, n: int = 5) -> list[str]:
-    """n COCO-style reference captions; each names every object's colour and shape."""
-    order = list(rng.permutation(len(_COCO_STYLES)))
-    while len(order) < n:
-        order.extend(rng.permutation(len(_COCO_STYLES)))
-    return [_COCO_STYLES[i](_shuffled(scene.objects, rng), rng) for i in order[:n]]
 
 
 # ---- questions ------------------------------------------------------------------------------
@@ -230,7 +78,7 @@ _WORDINGS = (_COLOUR_WORDINGS, _SHAPE_WORDINGS, _COUNT_WORDINGS, _THERE_IS_WORDI
 
 
 def _wording(wordings: Sequence[str], rng: Rng, paraphrase: bool) -> str:
-    return _pick(rng, wordings[1:]) if paraphrase else wordings[0]
+    return pick(rng, wordings[1:]) if paraphrase else wordings[0]
 
 
 def _pick_unique(rng: Rng, scene: Scene, attribute: str) -> SceneObject | None:
@@ -260,13 +108,13 @@ def _shape_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question | None
 
 def _count_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question:
     """How many objects, or how many of one colour / shape (sometimes an absent one: 0)."""
-    kind = _pick(rng, ("all", "colour", "shape"))
+    kind = pick(rng, ("all", "colour", "shape"))
     if kind == "colour":
-        colour = _pick(rng, [o.colour for o in scene.objects] + [_pick(rng, _COLOUR_NAMES)])
+        colour = pick(rng, [o.colour for o in scene.objects] + [pick(rng, _COLOUR_NAMES)])
         count = sum(o.colour == colour for o in scene.objects)
         text = f"how many {colour} objects are there?"
     elif kind == "shape":
-        shape = _pick(rng, [o.shape for o in scene.objects] + [_pick(rng, vocabulary.SHAPES)])
+        shape = pick(rng, [o.shape for o in scene.objects] + [pick(rng, vocabulary.SHAPES)])
         count = sum(o.shape == shape for o in scene.objects)
         text = f"how many {vocabulary.SHAPE_PLURALS[shape]} are there?"
     else:
@@ -283,7 +131,7 @@ def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question:
     obj = _pick_unique(rng, scene, "shape")
     if obj is not None and rng.random() < 0.3:  # "is the circle red?"
         others = [c for c in _COLOUR_NAMES if c != obj.colour]
-        colour = obj.colour if want_yes else _pick(rng, others)
+        colour = obj.colour if want_yes else pick(rng, others)
         return Question(f"is the {obj.shape} {colour}?", "is the", "yes/no", answer, wrong)
     present = {(o.colour, o.shape) for o in scene.objects}
     if want_yes:
@@ -294,7 +142,7 @@ def _yes_no_question(scene: Scene, rng: Rng, paraphrase: bool) -> Question:
         hard = [(c, s) for c, s in absent if any(c == pc or s == ps for pc, ps in present)]
         pool = hard if hard and rng.random() < 0.6 else absent
         colour, shape = pool[int(rng.integers(len(pool)))]
-    article = _article(colour)
+    article = indefinite_article(colour)
     text = _wording(_THERE_IS_WORDINGS, rng, paraphrase).format(f"{article} {colour} {shape}")
     question_type = "is there a" if article == "a" else "is there"
     return Question(text, question_type, "yes/no", answer, wrong)
@@ -336,9 +184,7 @@ def _questions(scene: Scene, rng: Rng, paraphrase_probability: float) -> dict[st
 def pretrain_texts(scene: Scene, rng: Rng) -> list[tuple[str, str]]:
     """(instruction, response) pairs for one pre-training image: two captions in different
     pre-training styles, then one question of every kind the scene allows (short answers)."""
-    styles = rng.choice(len(_PRETRAIN_STYLES), size=2, replace=False)
-    pairs = [(CAPTION_INSTRUCTION, _PRETRAIN_STYLES[i](_shuffled(scene.objects, rng), rng))
-             for i in styles]
+    pairs = [(CAPTION_INSTRUCTION, caption) for caption in pretrain_captions(scene, rng)]
     questions = _questions(scene, rng, paraphrase_probability=0.5)
     pairs += [(q.text, q.answer) for q in questions.values()]
     return pairs
@@ -373,9 +219,9 @@ def human_answers(question: Question, rng: Rng) -> tuple[list[str], list[str]]:
     synonym = _answer_synonym(question.answer)
     n_synonym = min(int(rng.binomial(10 - n_wrong, _SYNONYM_ANSWER_PROBABILITY)), 3) if synonym else 0
     answers = [question.answer] * (10 - n_wrong - n_synonym) + [synonym or ""] * n_synonym
-    answers += [_pick(rng, question.wrong_answers) for _ in range(n_wrong)]
+    answers += [pick(rng, question.wrong_answers) for _ in range(n_wrong)]
     confidences = ["yes" if rng.random() < 0.85 else "maybe" for _ in range(10 - n_wrong)]
-    confidences += [_pick(rng, ("maybe", "no")) for _ in range(n_wrong)]
+    confidences += [pick(rng, ("maybe", "no")) for _ in range(n_wrong)]
     order = rng.permutation(10)
     return [answers[i] for i in order], [confidences[i] for i in order]
 

@@ -27,8 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ptpeft_cli.errors import UserError
+from ptpeft_cli.synthetic.captions import coco_captions
 from ptpeft_cli.synthetic.questions import compositional_items
-from ptpeft_cli.synthetic.text import coco_captions, pretrain_texts, tokenize, vqa_items
+from ptpeft_cli.synthetic.text import pretrain_texts, tokenize, vqa_items
 from ptpeft_cli.synthetic.world import render, sample_scene
 
 # Bump when the bytes written for the same spec change (templates, rendering, layout).

@@ -13,7 +13,7 @@ from ptpeft_cli.errors import UserError
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.models.tiny_llava import IGNORE_INDEX, TinyLlavaFamily
-from ptpeft_cli.synthetic import text
+from ptpeft_cli.synthetic import captions, text
 from ptpeft_cli.synthetic.pretraining import corpus
 from ptpeft_cli.synthetic.pretraining.build import (
     NUM_IMAGE_TOKENS,
@@ -51,7 +51,7 @@ def test_tokenizer_round_trips_every_world_text(loaded: LoadedModel) -> None:
         scene = sample_scene(rng, i)
         for instruction, response in text.pretrain_texts(scene, rng):
             texts += [instruction, response]
-        texts += text.coco_captions(scene, rng)
+        texts += captions.coco_captions(scene, rng)
         for item in text.vqa_items(scene, rng):
             texts += [item.question, *item.answers]
     unk = tokenizer.unk_token_id

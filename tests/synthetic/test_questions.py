@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from ptpeft_cli.models.tiny_llava import shipped_checkpoint_dir
 from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.captions import coco_captions
 from ptpeft_cli.synthetic.questions import (
     COMPOSITIONAL_KINDS,
     KIND_PATTERNS,
@@ -25,7 +26,6 @@ from ptpeft_cli.synthetic.questions import (
 from ptpeft_cli.synthetic.text import (
     ANSWER_TYPES,
     VQAItem,
-    coco_captions,
     pretrain_texts,
     tokenize,
     vqa_items,

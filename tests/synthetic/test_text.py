@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from ptpeft_cli.synthetic import vocabulary
+from ptpeft_cli.synthetic.captions import coco_captions
 from ptpeft_cli.synthetic.text import (
     ANSWER_TYPES,
     CAPTION_INSTRUCTION,
-    coco_captions,
     pretrain_texts,
     tokenize,
     vocabulary_words,
