@@ -69,7 +69,8 @@ def _smoke(args: list[str], extra: dict[str, str]) -> list[str]:
 
 
 def test_the_doc_shows_every_preset_in_every_form() -> None:
-    assert PRESETS == [f"real_{f}_{t}" for f in ("blip2_opt", "llava15", "qwen2_vl") for t in ("captioning", "vqa")]
+    families = ("blip2_opt", "instructblip", "llava15", "qwen2_5_vl", "qwen2_vl")
+    assert PRESETS == [f"real_{f}_{t}" for f in families for t in ("captioning", "vqa")]
     for preset in PRESETS:
         forms = {c.text.split()[0] for c in COMMANDS if "experiment=" in c.text and _experiment(c) == preset}
         assert forms >= {"ptpeft", "torchrun"}, preset
@@ -108,7 +109,7 @@ def test_plan_lines_run_as_pasted(command: Command, tmp_path: Path, monkeypatch:
 def test_every_estimate_beside_a_command_is_the_planners(estimates: ModuleType) -> None:
     planned = estimates.planned_commands(DOC.read_text())
     trains = [c for c in COMMANDS if " train " in f" {c.text} "]
-    assert len(planned) == len(trains) == 26
+    assert len(planned) == len(trains) == 46
     for _, _, command, comment in planned:
         match = estimates.COMMENT.search(comment)
         fresh, timeout = estimates.estimate(command, int(match.group("gpus")), match.group("card"))
@@ -116,10 +117,19 @@ def test_every_estimate_beside_a_command_is_the_planners(estimates: ModuleType) 
         assert timeout is None or timeout in command, f"{command}: {timeout}"
 
 
-def test_the_one_gpu_command_runs_at_smoke_size(tree: OfficialTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+# (preset, the retention probe's metric, the table's PT-LoRA stage-2 rate): both tasks, three families' real classes.
+ONE_GPU_SMOKE = [("real_llava15_captioning", "retention/vqav2/vqa_accuracy", 2e-4),
+                 ("real_instructblip_vqa", "retention/coco_captions/CIDEr", 2e-4),
+                 ("real_qwen2_5_vl_captioning", "retention/vqav2/vqa_accuracy", 1e-4)]
+
+
+@pytest.mark.parametrize(("preset", "retained", "stage2_lr"), ONE_GPU_SMOKE, ids=[p[0] for p in ONE_GPU_SMOKE])
+def test_the_one_gpu_command_runs_at_smoke_size(preset: str, retained: str, stage2_lr: float, tree: OfficialTree,
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
-    command = _first("ptpeft train -m", "real_llava15_captioning")
-    tiny = BUILDERS["llava15"](tmp_path / "tiny_llava15")
+    family, task = re.fullmatch(r"real_(.+)_(captioning|vqa)", preset).groups()
+    command = _first("ptpeft train -m", preset)
+    tiny = BUILDERS[family](tmp_path / f"tiny_{family}")
     args = _smoke(shlex.split(command.text)[1:], {"model.name_or_path": str(tiny), "method": "pt_peft"})
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PTPEFT_DATA", str(tree.root))  # the doc's `export PTPEFT_DATA=/data`
@@ -128,11 +138,14 @@ def test_the_one_gpu_command_runs_at_smoke_size(tree: OfficialTree, tmp_path: Pa
     sweep = tmp_path / re.search(r"^sweep dir: (.+)$", capsys.readouterr().out, re.MULTILINE).group(1)
     (job,) = [d for d in sweep.iterdir() if d.is_dir()]
     metrics = json.loads((job / "metrics.json").read_text())
-    assert job.name == "0_pt_lora_captioning" and "eval/CIDEr" in metrics
-    assert "retention/vqav2/vqa_accuracy" in metrics  # the other task, read from $PTPEFT_DATA/vqa
+    assert job.name == f"0_pt_lora_{task}"
+    assert {"captioning": "eval/CIDEr", "vqa": "eval/vqa_accuracy"}[task] in metrics
+    assert retained in metrics  # the other task, read from $PTPEFT_DATA
     saved = OmegaConf.load(job / ".hydra" / "config.yaml")
-    assert (saved.method.stage1.lr, saved.method.stage2_options.lr) == (1e-3, 2e-4)
-    assert saved.task.dataset.root == f"{tree.root}/coco" and saved.model.dtype == "fp32"
+    assert (saved.method.stage1.lr, saved.method.stage2_options.lr) == (1e-3, stage2_lr)
+    assert saved.model.family == family and saved.model.dtype == "fp32"
+    data = {"captioning": "coco", "vqa": "vqa"}[task]
+    assert saved.task.dataset.root == f"{tree.root}/{data}"
 
 
 def test_the_torchrun_command_runs_on_two_processes_at_smoke_size(tree: OfficialTree, tmp_path: Path) -> None:
