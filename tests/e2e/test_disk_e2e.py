@@ -5,12 +5,12 @@ numbers, a cache hit's run resumes on its own, and a sweep with a failed job exi
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from run_metrics import comparable_metrics
 from safetensors import safe_open
 
 from ptpeft_cli import storage
@@ -22,10 +22,6 @@ pytestmark = pytest.mark.slow
 QUICK = ["task=captioning", "trainer.max_steps=4", "logger=none", "analysis.enabled=false", "retention.enabled=false",
          *SMALL_WORLD, *SHORT_RUN]
 
-
-def _comparable(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "throughput/"))}
 
 
 def _tensor_copies(*roots: Path) -> dict[str, set[int]]:
@@ -75,9 +71,9 @@ def test_pt_peft_stage_one_is_stored_once_across_runs_and_the_cache(workdir: Pat
     everything = _tensor_copies(first / "checkpoints" / "0-end", second / "checkpoints" / "0-end", cache)
     assert stage_one and everything.keys() == stage_one.keys()
     assert all(len(inodes) == 1 for inodes in everything.values())
-    expected = _comparable(first)
+    expected = comparable_metrics(first)
     assert expected.pop("train/final_loss/prefix") > 0  # only the run that trained stage 1 has its loss
-    assert _comparable(second) == expected
+    assert comparable_metrics(second) == expected
 
     # Killed after its step-2 checkpoint of stage 2: it resumes from its own stage-1 end.
     for name in ("metrics.json", "predictions.json"):
@@ -87,7 +83,7 @@ def test_pt_peft_stage_one_is_stored_once_across_runs_and_the_cache(workdir: Pat
     shutil.rmtree(cache)
     out, _ = run_cli(["train", f"resume={second}"], workdir, monkeypatch, capsys)
     assert "from 1-0000002" in out
-    assert _comparable(second) == expected
+    assert comparable_metrics(second) == expected
 
 
 def test_a_checkpoint_that_does_not_fit_stops_the_run_and_it_resumes_to_the_same_numbers(
@@ -119,7 +115,7 @@ def test_a_checkpoint_that_does_not_fit_stops_the_run_and_it_resumes_to_the_same
 
     out, _ = run_cli(["train", f"resume={stopped}"], workdir, monkeypatch, capsys)
     assert "from 0-0000001" in out
-    assert _comparable(stopped) == _comparable(reference)
+    assert comparable_metrics(stopped) == comparable_metrics(reference)
 
 
 def test_a_sweep_with_a_failed_job_writes_its_summary_and_exits_1(workdir: Path, tmp_path: Path,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_metrics import comparable_metrics
 
 pytestmark = pytest.mark.slow
 SWEEP = ["train", "-m", "method=none,lora,prefix", "task=vqa", "trainer.max_steps=6", "trainer.checkpoint_every=2",
@@ -25,17 +26,13 @@ def _ptpeft(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
-def _comparable(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "throughput/", "memory/"))}
-
 
 def test_a_broken_off_sweep_resumes_to_the_same_numbers(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     done = _ptpeft([*SWEEP, f"hydra.sweep.dir={sweep}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     finished, stopped, unstarted = (sweep / name for name in ("0_none_vqa", "1_lora_vqa", "2_prefix_vqa"))
-    expected = {job.name: _comparable(job) for job in (finished, stopped, unstarted)}
+    expected = {job.name: comparable_metrics(job) for job in (finished, stopped, unstarted)}
     kept_mtime = (finished / "metrics.json").stat().st_mtime_ns
     # As the sweep looks when killed in job 1 after its step-4 checkpoint: job 2 never started.
     for name in ("metrics.json", "predictions.json", "weights"):
@@ -48,7 +45,7 @@ def test_a_broken_off_sweep_resumes_to_the_same_numbers(tmp_path: Path) -> None:
     assert f"kept finished job: {finished}" in resumed.stdout
     assert "from 0-0000004" in resumed.stdout
     assert (finished / "metrics.json").stat().st_mtime_ns == kept_mtime
-    assert {job.name: _comparable(job) for job in (finished, stopped, unstarted)} == expected
+    assert {job.name: comparable_metrics(job) for job in (finished, stopped, unstarted)} == expected
     losses = [json.loads(line)["step"] for line in (stopped / "history.jsonl").read_text().splitlines()
               if "train/loss" in line]
     assert losses == sorted(set(losses))  # each step logged once

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_metrics import comparable_metrics
 
 pytestmark = pytest.mark.slow
 RUN = ["train", "method=pt_peft", "task=vqa", "trainer.max_steps=30", "trainer.checkpoint_every=5",
@@ -30,10 +31,6 @@ def _ptpeft(args: list[str], workdir: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ptpeft_cli", *args], cwd=workdir, env=_env(workdir),
                           capture_output=True, text=True, timeout=900)
 
-
-def _comparable(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "throughput/", "memory/"))}
 
 
 def _killed_run(workdir: Path, name: str, kill_after: str) -> Path:
@@ -72,7 +69,7 @@ def test_killed_run_resumes_to_identical_metrics(kill_after: str, workdir: Path,
     done = _ptpeft(["train", f"resume={run_dir}"], workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resume: continuing" in done.stdout
-    assert _comparable(run_dir) == _comparable(reference)
+    assert comparable_metrics(run_dir) == comparable_metrics(reference)
     assert json.loads((run_dir / "predictions.json").read_text()) == json.loads((reference / "predictions.json").read_text())
     losses = [json.loads(line)["train/loss"] for line in (run_dir / "history.jsonl").read_text().splitlines()
               if "train/loss" in line]
@@ -90,7 +87,7 @@ def test_resume_at_the_stage_boundary_trains_stage_two_identically(workdir: Path
     done = _ptpeft(["train", f"resume={run_dir}"], workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "from 0-end" in done.stdout
-    assert _comparable(run_dir) == _comparable(reference)
+    assert comparable_metrics(run_dir) == comparable_metrics(reference)
 
 
 def test_a_cached_stage_one_gives_the_same_run_as_a_trained_one(workdir: Path, reference: Path) -> None:
@@ -100,9 +97,9 @@ def test_a_cached_stage_one_gives_the_same_run_as_a_trained_one(workdir: Path, r
     done = _ptpeft([*RUN, f"hydra.run.dir={run_dir}", f"stage_cache_dir={workdir / 'cache_reference'}"], workdir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "reusing cached stage" in done.stdout
-    trained = _comparable(reference)
+    trained = comparable_metrics(reference)
     assert trained.pop("train/final_loss/prefix") > 0  # only the trained run has a stage-1 loss
-    assert _comparable(run_dir) == trained
+    assert comparable_metrics(run_dir) == trained
 
 
 def test_corrupt_checkpoint_is_named_and_not_loaded(workdir: Path) -> None:
