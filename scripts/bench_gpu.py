@@ -53,9 +53,10 @@ from ptpeft_cli.models import get_family
 from ptpeft_cli.models.real_size import build_model, real_checkpoint
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.training.batches import train_loader, with_cached_images
+from ptpeft_cli.training.gpus import peak_bf16_tflops
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 from ptpeft_cli.training.loop import to_device
-from ptpeft_cli.training.throughput import GIB, peak_bf16_tflops
+from ptpeft_cli.training.throughput import GIB
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINTS = "llava-hf/llava-1.5-7b-hf,Qwen/Qwen2-VL-2B-Instruct,Qwen/Qwen2-VL-7B-Instruct,Salesforce/blip2-opt-2.7b"

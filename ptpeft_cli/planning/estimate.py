@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ptpeft_cli.planning.gpus import Gpu
 from ptpeft_cli.planning.measured import Measured
 from ptpeft_cli.planning.shapes import Shapes
 from ptpeft_cli.planning.sizes import Footprint
+from ptpeft_cli.training.gpus import Gpu
 
 GIB = 1024**3
 USABLE = 0.9  # share of a card's memory a job may plan for

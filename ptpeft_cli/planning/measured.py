@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.planning.gpus import find_gpu
+from ptpeft_cli.training.gpus import find_gpu
 
 SHIPPED = Path(__file__).resolve().parent / "measured_gpu.json"
 

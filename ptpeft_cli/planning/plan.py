@@ -22,11 +22,11 @@ from ptpeft_cli.models import get_family
 from ptpeft_cli.models.hf import resolve_dtype
 from ptpeft_cli.models.real_size import real_checkpoints
 from ptpeft_cli.planning import estimate as est
-from ptpeft_cli.planning.gpus import Gpu, find_gpu, gpu
 from ptpeft_cli.planning.measured import Measured, measured_rows
 from ptpeft_cli.planning.shapes import Shapes, checkpoint_dir, meta_model, shapes
 from ptpeft_cli.planning.sizes import Footprint, footprint, method_for_label
 from ptpeft_cli.tasks.sources import SOURCES
+from ptpeft_cli.training.gpus import Gpu, find_gpu, gpu
 from ptpeft_cli.training.stages import stage_cache_key
 
 DEFAULT_GPU = "H100-SXM"
