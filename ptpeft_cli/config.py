@@ -254,7 +254,7 @@ class HardwareConfig:
     # ddp: a replica per rank; fsdp: full fine-tuning sharded over the ranks (FSDP2).
     distributed: str = "ddp"
     # What `ptpeft plan` sizes a job for: GPUs per job (one process each) and the card
-    # (planning/gpus.py; None: the one visible here, else an H100). Training itself runs on
+    # (training/gpus.py; None: the one visible here, else an H100). Training itself runs on
     # the processes and device it is launched with.
     gpus: int = 1
     gpu_name: str | None = None

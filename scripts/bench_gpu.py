@@ -48,14 +48,15 @@ from bench_measure import commit, interleaved, machine, paired_ratios
 from ptpeft_cli.cli import compose_config
 from ptpeft_cli.commands.train import run_training
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.base import freeze_all
+from ptpeft_cli.methods.base import freeze_all, model_config_for
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.real_size import build_model, real_checkpoint
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.training.batches import train_loader, with_cached_images
+from ptpeft_cli.training.gpus import peak_bf16_tflops
 from ptpeft_cli.training.hardware import resolve_hardware, seed_everything
 from ptpeft_cli.training.loop import to_device
-from ptpeft_cli.training.throughput import GIB, peak_bf16_tflops
+from ptpeft_cli.training.throughput import GIB
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINTS = "llava-hf/llava-1.5-7b-hf,Qwen/Qwen2-VL-2B-Instruct,Qwen/Qwen2-VL-7B-Instruct,Salesforce/blip2-opt-2.7b"
@@ -171,7 +172,7 @@ class GpuBench:
         hardware = resolve_hardware(cfg.hardware.device, cfg.hardware.precision)
         seed_everything(int(cfg.trainer.seed))
         task, method = get_task(cfg.task, cfg.model.instructions), get_method(cfg.method.name)
-        loaded = get_family(cfg.model.family).load(cfg.model)
+        loaded = get_family(cfg.model.family).load(model_config_for(cfg.model, method, warn=False))  # as ptpeft's
         data = with_cached_images(loaded, task.load())
         loader = train_loader(loaded, task, data, cfg.trainer, pin_memory=self.cuda)
         batches = [to_device(batch, self.device) for batch, _ in zip(loader, range(self.settings.steps), strict=False)]

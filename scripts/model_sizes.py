@@ -4,7 +4,8 @@ tables of docs/models.md.
 The arithmetic lives in ptpeft_cli/planning/sizes.py (shared with `ptpeft plan`): each checkpoint's
 architecture is built from its shipped `config.json` on the `meta` device (shapes only, no
 download) and the real method code decides what trains. Memory = weights + gradients + AdamW state
-for bf16 weights (frozen 2 bytes, trained 8, LoRA 16 per parameter); activations not included.
+for `model.dtype=auto` on a GPU (bf16 weights: frozen 2 bytes, trained 8, LoRA 16 per parameter;
+full fine-tuning trains fp32 weights: 4 frozen, 16 trained); activations not included.
 
     python scripts/model_sizes.py            # markdown tables for docs/models.md
     python scripts/model_sizes.py --only llava-hf/llava-1.5-7b-hf --measured outputs/bench/gpu.json

@@ -20,8 +20,8 @@ from functools import cache
 from pathlib import Path
 
 from ptpeft_cli.cli import job_overrides, plan_inputs
-from ptpeft_cli.planning.gpus import gpu
 from ptpeft_cli.planning.plan import Plan, plan
+from ptpeft_cli.training.gpus import gpu
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "reproduce.md"
 COMMENT = re.compile(r"# plan: (?P<gpus>\d+) x (?P<card>\S+) per job, .*$")

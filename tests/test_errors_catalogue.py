@@ -113,7 +113,7 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("report-no-runs", ["report", "runs={tmp}"], "no ptpeft run dirs under"),
     ("plan-unknown-experiment", ["plan", "experiment=real_llava"], "Could not find 'experiment/real_llava'"),
     ("plan-unknown-gpu", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpu_name=V100"],
-     "unknown hardware.gpu_name='V100'; known: H100-SXM, H100-PCIe, H200"),
+     "unknown hardware.gpu_name='V100'; known: H100-NVL, H100-PCIe, H100-SXM, H200-NVL, H200, GH200"),
     ("plan-no-shapes", ["plan", "model=llava15", "model.name_or_path={tmp}/nowhere"],
      "ptpeft plan needs the shapes of model.name_or_path={tmp}/nowhere: it is neither a checkpoint with a shipped config"),
     ("plan-batch-split", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpus=3"],

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ptpeft_cli import rundir
 from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import model_config_for
 from ptpeft_cli.models import get_family
 from ptpeft_cli.tasks import get_task
 from ptpeft_cli.training.batches import evaluate_on_task, with_cached_images
@@ -22,8 +23,9 @@ def eval_command(cfg: DictConfig) -> None:
     hardware = resolve_hardware(run_cfg.hardware.device, run_cfg.hardware.precision)
     seed_everything(run_cfg.trainer.seed)
     task = get_task(run_cfg.task, run_cfg.model.get("instructions"))
-    loaded = get_family(run_cfg.model.family).load(run_cfg.model)
-    get_method(run_cfg.method.name).load(loaded, run_cfg.method, run_dir / rundir.WEIGHTS_DIR)
+    method = get_method(run_cfg.method.name)
+    loaded = get_family(run_cfg.model.family).load(model_config_for(run_cfg.model, method, warn=False))  # as trained
+    method.load(loaded, run_cfg.method, run_dir / rundir.WEIGHTS_DIR)
     loaded.model.to(hardware.device)
     data = task.load()
     if run_cfg.trainer.get("cache_images", True):

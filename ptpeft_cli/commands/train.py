@@ -23,7 +23,7 @@ from ptpeft_cli.config_rules import apply_rates
 from ptpeft_cli.errors import RunStopped, UserError
 from ptpeft_cli.launch import export_slurm_environment, launched_rank
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.methods.base import freeze_all
+from ptpeft_cli.methods.base import freeze_all, model_config_for
 from ptpeft_cli.models import get_family
 from ptpeft_cli.tables import key_value_table
 from ptpeft_cli.tasks import get_task
@@ -136,7 +136,7 @@ def run_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     n_stages = len(method.stages(cfg.method, cfg.trainer.max_steps))
     if n_stages:
         check_train_split(len(data.train), cfg.trainer, str(cfg.task.train_split))
-    loaded = family.load(cfg.model)
+    loaded = family.load(model_config_for(cfg.model, method))  # full: fp32 weights under model.dtype=auto
     freeze_all(loaded.model)  # a base model trains nothing until a method's stage says what
     loaded.model.to(hardware.device)
     if cfg.trainer.cache_images:

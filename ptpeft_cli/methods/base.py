@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from torch import nn
 
@@ -43,6 +45,9 @@ class Method(ABC):
     """A fine-tuning method. Stages are numbered from 0 in the order `stages()` lists them."""
 
     name: str = "base"
+    # True for a method whose stages update the checkpoint's own weights (full fine-tuning), not only
+    # modules it adds: `model.dtype=auto` then loads them in fp32 (`weights_dtype`).
+    trains_base_weights: bool = False
 
     def stages(self, cfg: MethodConfig, default_steps: int) -> list[StagePlan]:
         """Single-stage default: the method's lr for the trainer's number of steps."""
@@ -89,6 +94,28 @@ class Method(ABC):
             seed=seed,
             schedule=to_plain(schedule),
         )
+
+
+def weights_dtype(model_dtype: str, method: Method) -> str:
+    """`model.dtype` for `method`'s run: `auto` becomes `fp32` when the method trains the checkpoint's
+    own weights. bf16 keeps 8 significant bits, so an AdamW step of lr 1e-5..2e-5 (a relative change
+    far below 2^-8 for most weights) rounds away; fp32 weights under the run's bf16 autocast are
+    ordinary mixed precision (matmuls still in bf16). Otherwise `auto` is the family's choice
+    (bf16 on a GPU, fp32 on the CPU); an explicit dtype is kept."""
+    return "fp32" if model_dtype == "auto" and method.trains_base_weights else model_dtype
+
+
+def model_config_for(model_cfg: Any, method: Method, warn: bool = True) -> Any:
+    """`model_cfg` to load the base model with for training `method` (`weights_dtype`): a copy when
+    the dtype changes, so the run's recorded config keeps the user's `auto`. `warn`: one line when
+    an explicit half dtype holds weights the method trains."""
+    dtype = weights_dtype(str(model_cfg.dtype), method)
+    if warn and method.trains_base_weights and dtype in ("bf16", "fp16"):
+        logging.getLogger("ptpeft").warning(
+            "model.dtype=%s with method=%s: AdamW updates below %s's resolution (2^-%d relative) are lost; "
+            "model.dtype=auto trains fp32 weights under bf16 autocast", dtype, method.name, dtype,
+            8 if dtype == "bf16" else 11)
+    return model_cfg if dtype == model_cfg.dtype else OmegaConf.merge(model_cfg, {"dtype": dtype})
 
 
 class SingleStageMethod(Method):

@@ -22,6 +22,7 @@ WEIGHTS_FILE = "full.safetensors"
 
 class FullMethod(SingleStageMethod):
     name = "full"
+    trains_base_weights = True
 
     def apply(self, loaded: LoadedModel, cfg: MethodConfig) -> None:
         trained = 0

@@ -32,10 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ptpeft_cli.planning.gpus import Gpu
 from ptpeft_cli.planning.measured import Measured
 from ptpeft_cli.planning.shapes import Shapes
 from ptpeft_cli.planning.sizes import Footprint
+from ptpeft_cli.training.gpus import Gpu
 
 GIB = 1024**3
 USABLE = 0.9  # share of a card's memory a job may plan for
@@ -122,7 +122,7 @@ def _same(row: Measured, stage: Stage) -> bool:
 
 def anchor(stage: Stage, gpu: Gpu, rows: list[Measured], is_full: Callable[[Measured], bool]) -> Measured | None:
     """The measured row closest to `stage` on `gpu` (rows with samples/s only; earlier rows win ties)."""
-    usable = [r for r in rows if r.get("samples_per_s") and r.peak_tflops and (r.get("size") or "real") == "real"]
+    usable = [r for r in rows if r.get("samples_per_s") and r.peak_tflops]
 
     def score(row: Measured) -> tuple[bool, ...]:
         return (is_full(row) == stage.full, row.get("checkpoint") == stage.shapes.checkpoint,

@@ -3,7 +3,10 @@
 
 The package ships such a table (measured_gpu.json, so an installed wheel plans offline); a fresh
 bench file given to `ptpeft plan bench=PATH` adds its rows, which win over the shipped ones on
-equal terms. Only rows of real-size checkpoints (`size: real`) are used for real-size plans.
+equal terms. Only rows of real-size checkpoints measured on a GPU are read: `--tiny`'s rows
+(`size: tiny`, `device: cpu`) time and size a toy model on the CPU under a real checkpoint's name.
+A row's card is the machine's `gpu` (the name torch reports); its `device` is the device type
+(`cuda`), or a card's name in hand-written rows such as the shipped ones.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ptpeft_cli.errors import UserError
-from ptpeft_cli.planning.gpus import find_gpu
+from ptpeft_cli.training.gpus import find_gpu
 
 SHIPPED = Path(__file__).resolve().parent / "measured_gpu.json"
 
@@ -48,7 +51,10 @@ def _read(path: Path) -> list[Measured]:
         raise UserError(f"bench={path} is not a `make bench-gpu` table ({{'machine', 'rows'}}): {error}") from None
     found = []
     for row in rows:
-        card = str(row.get("device") or machine.get("gpu") or "unknown GPU")
+        if (row.get("size") or "real") != "real" or row.get("device") == "cpu":
+            continue
+        device = row.get("device")
+        card = str((device if device not in (None, "cuda") else None) or machine.get("gpu") or "unknown GPU")
         known = find_gpu(card)
         peak = known.bf16_tflops if known else machine.get("peak_bf16_tflops")
         found.append(Measured(row=row, card=known.name if known else card, peak_tflops=peak, origin=str(path)))

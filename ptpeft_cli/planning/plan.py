@@ -18,15 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods import get_method
-from ptpeft_cli.models import get_family
-from ptpeft_cli.models.hf import resolve_dtype
 from ptpeft_cli.models.real_size import real_checkpoints
 from ptpeft_cli.planning import estimate as est
-from ptpeft_cli.planning.gpus import Gpu, find_gpu, gpu
 from ptpeft_cli.planning.measured import Measured, measured_rows
 from ptpeft_cli.planning.shapes import Shapes, checkpoint_dir, meta_model, shapes
-from ptpeft_cli.planning.sizes import Footprint, footprint, method_for_label
+from ptpeft_cli.planning.sizes import Footprint, footprint, gpu_weight_bytes, method_for_label
 from ptpeft_cli.tasks.sources import SOURCES
+from ptpeft_cli.training.gpus import Gpu, find_gpu, gpu
 from ptpeft_cli.training.stages import stage_cache_key
 
 DEFAULT_GPU = "H100-SXM"
@@ -149,11 +147,11 @@ def method_key(method: object) -> str:
     return OmegaConf.to_yaml({key: plain[key] for key in SHAPE_KEYS})
 
 
-_FOOTPRINTS: dict[tuple[str, str, int | None, int], Footprint] = {}
+_FOOTPRINTS: dict[tuple[str, str, int | None, int | None], Footprint] = {}
 
 
 def _footprint(family: str, name: str, directory: Path, method: object, stage: int | None,
-               weight_bytes: int = 2) -> Footprint:
+               weight_bytes: int | None = None) -> Footprint:
     """footprint(), once per checkpoint, method shape (`method_key`), stage and weight size."""
     key = (name, method_key(method), stage, weight_bytes)
     if key not in _FOOTPRINTS:
@@ -162,10 +160,8 @@ def _footprint(family: str, name: str, directory: Path, method: object, stage: i
 
 
 def weight_bytes(cfg: DictConfig) -> int:
-    """Bytes per weight of the job on a GPU: `model.dtype`, or for `auto` the family's GPU dtype."""
-    family = get_family(str(cfg.model.family))
-    dtype = family.gpu_dtype if str(cfg.model.dtype) == "auto" else resolve_dtype(str(cfg.model.dtype))
-    return dtype.itemsize
+    """Bytes per weight of the job on a GPU (`gpu_weight_bytes`)."""
+    return gpu_weight_bytes(str(cfg.model.family), str(cfg.model.dtype), str(cfg.method.name))
 
 
 def _stage_index(method: DictConfig | object, stage: str | None, steps: int = 1) -> int | None:

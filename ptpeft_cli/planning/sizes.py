@@ -4,11 +4,13 @@ The model is instantiated on the `meta` device (no memory) and the real method c
 (`setup_stage`, peft's LoRA wrapping, our adapters and prefix encoder) decides what trains, so the
 counts are exactly what `ptpeft train` reports as `params/trainable` (tests/models/test_model_sizes.py).
 
-Static memory = weights + gradients + AdamW state. With bf16 weights (`model.dtype=auto` on a GPU):
-frozen parameters 2 bytes; trained bf16 parameters (full, adapters, prefix) 2 + 2 (gradient) + 4
-(two AdamW moments kept in the parameter's dtype) = 8 bytes; LoRA weights, which peft keeps in fp32
-over a bf16 model, 4 + 4 + 8 = 16 bytes. With fp32 weights (`model.dtype=fp32`, bf16 autocast):
-4 bytes frozen, 16 trained. Activations are planning/estimate.py's business.
+Static memory = weights + gradients + AdamW state. `model.dtype=auto` on a GPU loads bf16 weights,
+except for full fine-tuning, which trains fp32 weights under bf16 autocast (methods/base.py
+`weights_dtype`). With bf16 weights: frozen parameters 2 bytes; trained bf16 parameters (adapters,
+prefix) 2 + 2 (gradient) + 4 (two AdamW moments kept in the parameter's dtype) = 8 bytes; LoRA
+weights, which peft keeps in fp32 over a bf16 model, 4 + 4 + 8 = 16 bytes. With fp32 weights (full
+under `auto`, or any method with `model.dtype=fp32`): 4 bytes frozen, 4 + 4 + 8 = 16 trained.
+Activations are planning/estimate.py's business.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from torch import nn
 from ptpeft_cli.config import MethodConfig, conf_dir
 from ptpeft_cli.errors import UserError
 from ptpeft_cli.methods import get_method
+from ptpeft_cli.methods.base import weights_dtype
 from ptpeft_cli.methods.prefix import build_prefix, check_prefix_mode, prefix_meta
 from ptpeft_cli.models import get_family
 from ptpeft_cli.models.base import LoadedModel
+from ptpeft_cli.models.hf import resolve_dtype
 
 # docs/models.md's columns: column -> (method config file, overrides)
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -69,13 +73,23 @@ def method_config(name: str, overrides: dict[str, Any]) -> MethodConfig:
     return OmegaConf.to_object(OmegaConf.merge(cfg, overrides))
 
 
+def gpu_weight_bytes(family_name: str, model_dtype: str, method_name: str) -> int:
+    """Bytes per weight of the model's own weights on a GPU: `model.dtype` as `method_name` trains
+    (`weights_dtype`: full makes `auto` fp32), `auto` otherwise the family's GPU dtype."""
+    dtype = weights_dtype(model_dtype, get_method(method_name))
+    return (get_family(family_name).gpu_dtype if dtype == "auto" else resolve_dtype(dtype)).itemsize
+
+
 def footprint(family_name: str, base: nn.Module, cfg: Any, stage: int | None = None,
-              weight_bytes: int = 2) -> Footprint:
+              weight_bytes: int | None = None) -> Footprint:
     """What `cfg` trains on `base` in `stage` (None: the method's last stage; PT-PEFT's stage 0 is
-    its prefix alone), with weights of `weight_bytes` (2: bf16, 4: fp32). A method that refuses this
+    its prefix alone), with weights of `weight_bytes` (2: bf16, 4: fp32; None: what
+    `model.dtype=auto` loads on a GPU for this method). A method that refuses this
     model raises its UserError. Only methods that add modules (LoRA, adapters) work on a copy of
     `base`; the others are counted without changing it."""
     family = get_family(family_name)
+    if weight_bytes is None:
+        weight_bytes = gpu_weight_bytes(family_name, "auto", cfg.name)
     family.configure(base)  # the generic family reads its LoRA targets from the model
     kind = "prefix" if cfg.name == "pt_peft" and stage == 0 else cfg.name
     prefix_params = 0

@@ -12,7 +12,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ptpeft_cli import rundir, storage
-from ptpeft_cli.methods.base import Method, count_parameters, trainable_bytes, trainable_state_dict
+from ptpeft_cli.methods.base import (
+    Method,
+    count_parameters,
+    model_config_for,
+    trainable_bytes,
+    trainable_state_dict,
+)
 from ptpeft_cli.models.base import LoadedModel
 from ptpeft_cli.tasks.base import Task, TaskData
 from ptpeft_cli.training import checkpoint as ckpt
@@ -103,7 +109,8 @@ def train_stages(cfg: DictConfig, method: Method, task: Task, loaded: LoadedMode
         results.append(result)
         global_step += plan.max_steps
         if dist.shards_weights:  # FSDP: evaluation and saving need the whole model on every rank
-            loaded.model = dist.gathered(loaded.model, loaded.family.load(cfg.model).model.to(hardware.device))
+            loaded.model = dist.gathered(loaded.model, loaded.family.load(model_config_for(cfg.model, method, warn=False))
+                                         .model.to(hardware.device))
         digest = dist.check_in_sync([p for p in loaded.model.parameters() if p.requires_grad], plan.name)
         if digest and dist.is_main:
             print(f"[{plan.name}] {dist.world_size} ranks in sync (trainable sha256 {digest[:12]})")

@@ -13,7 +13,7 @@ definitions:
   hardware FLOPs utilisation: an eager and a fused attention count the same). A stage's FLOPs are
   that step's FLOPs per token times its tokens. Counted, not PaLM's 6·N·tokens, because that
   formula credits a parameter-efficient step with weight gradients it never computes.
-- **MFU**: model FLOP/s over the card's dense bf16 peak (`PEAK_BF16_TFLOPS`; times the number of
+- **MFU**: model FLOP/s over the card's dense bf16 peak (training/gpus.py's table; times the number of
   processes of a multi-GPU job, whose samples, tokens and FLOPs count all ranks); absent for a card
   the table does not know (`make bench-gpu` then measures a bf16 matmul instead).
 - **warm**: a stage's steps after the first (the first pays allocator growth, kernel selection and
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import resource
 import time
 from collections.abc import Iterator
@@ -35,32 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ptpeft_cli.training.gpus import peak_bf16_tflops
+
 GIB = 1024**3
-
-# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets, matched in order
-# against `torch.cuda.get_device_name()` (the more specific names first).
-PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
-    (r"\bGB200\b", 2500.0),
-    (r"\bB200\b", 2250.0),
-    (r"\bGH200\b", 989.4),
-    (r"\bH200 NVL\b", 835.5),
-    (r"\bH100 NVL\b", 835.5),
-    (r"\bH100 PCIe\b", 756.5),
-    (r"\bH200\b", 989.4),  # SXM
-    (r"\bH100\b", 989.4),  # SXM ("NVIDIA H100 80GB HBM3")
-    (r"\bA100\b", 312.0),
-    (r"\bL40S\b", 362.05),
-    (r"\bL4\b", 121.0),
-    (r"\bA10\b", 125.0),
-)
-
-
-def peak_bf16_tflops(device_name: str) -> float | None:
-    """The card's dense bf16 peak from the table, or None for a card it does not list."""
-    for pattern, tflops in PEAK_BF16_TFLOPS:
-        if re.search(pattern, device_name):
-            return tflops
-    return None
 
 
 def device_peak_tflops(device: torch.device) -> float | None:

@@ -126,7 +126,7 @@ def test_model_sizes_estimate_for_a_measured_cell() -> None:
 
     weights = estimate_gib("llava-hf/llava-1.5-7b-hf", None)
     assert weights == pytest.approx(13.2, abs=0.1)  # docs/models.md: bf16 weights of LLaVA-1.5-7B
-    assert estimate_gib("llava-hf/llava-1.5-7b-hf", "full") == pytest.approx(50.9, abs=0.1)
+    assert estimate_gib("llava-hf/llava-1.5-7b-hf", "full") == pytest.approx(101.9, abs=0.1)  # fp32 weights
 
 
 def test_session_collector_puts_a_sweep_in_one_file(tmp_path: Path) -> None:
@@ -165,3 +165,50 @@ def test_gpu_session_script_rehearses_on_the_cpu(tmp_path: Path) -> None:
     assert sorted(r["method"] for r in sweep) == sorted(["none", "full", "lora", "adapter", "prefix", "pt_lora",
                                                          "pt_adapter"])
     assert all(r["error"] is None for r in sweep) and (out / "benchmarks_gpu.md").is_file()
+
+
+def test_the_planner_reads_the_rows_bench_gpu_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gpu.json written by bench_gpu's own row and save code (its CUDA branch; the runs replaced by
+    the metrics `ptpeft train` reports, made by training/throughput.py) plans through `bench=`:
+    the rate is the row's, on the card the machine names, and memory is calibrated by its peak."""
+    import bench_gpu
+
+    from ptpeft_cli.cli import plan_inputs
+    from ptpeft_cli.planning.plan import plan
+    from ptpeft_cli.training.loop import StageResult
+    from ptpeft_cli.training.throughput import throughput_metrics
+
+    seq = 576 + 64  # LLaVA's image tokens + the planner's default text tokens: the plan's own setting
+    result = StageResult("lora", steps=8, final_loss=1.0, seconds=8.0, samples=128, tokens=128 * seq,
+                         warm_seconds=7.0, warm_samples=112, warm_tokens=112 * seq, flops_per_token=4.2e10,
+                         memory={"peak_gpu_gib": 31.5, "peak_gpu_reserved_gib": 34.0})
+    metrics = {**throughput_metrics([result], 989.4), "time/first_step_s": 3.0, "throughput/eval_examples_per_s": 40.0}
+    monkeypatch.setattr(bench_gpu, "resolve_hardware", lambda device, precision: type("H", (), {"precision": "bf16"}))
+    bench = bench_gpu.GpuBench.__new__(bench_gpu.GpuBench)
+    bench.tiny, bench.work, bench.settings = False, tmp_path, bench_gpu.Settings()
+    bench.device, bench.cuda, bench.out = torch.device("cuda"), True, tmp_path / "gpu.json"
+    bench.report = {"machine": {"gpu": "NVIDIA H200", "peak_bf16_tflops": 989.4, "peak_source": "table"},
+                    "settings": {"tiny": False}, "rows": [], "levers": [], "failures": []}
+    monkeypatch.setattr(bench, "ptpeft_run", lambda overrides: metrics)
+    monkeypatch.setattr(bench, "bare_run", lambda overrides: {"lora": 17.0})
+    rows = bench.method_rows("llava-hf/llava-1.5-7b-hf", tmp_path, "lora", 0)
+    bench.save("rows", rows, ("checkpoint", "method", "stage", "size"))
+    [row] = json.loads(bench.out.read_text())["rows"]
+    assert ROW_KEYS <= set(row) and row["device"] == "cuda" and row["samples_per_s"] == 16.0
+    assert row["mfu"] == pytest.approx(4.2e10 * seq * 16.0 / 989.4e12)
+
+    def planned(card: str, bench_file: Path) -> object:
+        options, jobs, _ = plan_inputs(["model=llava15", "task=vqa", "method=lora", "trainer.max_steps=100",
+                                        f"hardware.gpu_name={card}", f"bench={bench_file}"])
+        return plan(jobs, bench=options.bench, text_tokens=int(options.text_tokens)).jobs[0].stages[0]
+
+    on_h200 = planned("H200", bench.out)
+    assert (on_h200.rate.value, on_h200.rate.source) == (16.0, "measured") and "on H200" in on_h200.rate.note
+    assert on_h200.memory.source == "calibrated" and "on H200" in on_h200.memory.note
+    on_a100 = planned("A100-80GB", bench.out)
+    assert on_a100.rate.source == "scaled" and on_a100.rate.value == pytest.approx(16.0 * 312 / 989.4)
+    # --tiny's rows (a toy model on the CPU under the real checkpoint's name) are not read.
+    tiny = tmp_path / "tiny.json"
+    tiny.write_text(json.dumps({**json.loads(bench.out.read_text()), "machine": {"gpu": None},
+                                "rows": [{**row, "device": "cpu", "size": "tiny", "samples_per_s": 900.0}]}))
+    assert planned("H200", tiny).rate.value == 16.7 and planned("H200", tiny).memory.source == "estimated"
