@@ -126,6 +126,7 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
      "tune: pt_lora takes stage1.lr, prefix.length from prefix, which is not tuned before it"),
     ("tune-empty-grid", ["tune", "grid.lora.lr=[]"], "tune: grid.lora.lr is an empty list"),
     ("tune-parallel", ["tune", "parallel=0"], "tune: parallel=0 must be >= 1"),
+    ("tune-rates-dir-name", ["tune", "rates_dir={tmp}/mine"], "tune: rates_dir={tmp}/mine must be a folder named 'rates'"),
     ("tune-other-sweep", ["tune", "out={tmp}/tune", "tasks=[vqa]", "labels=[lora]"],
      "tune: {tmp}/tune/vqa/lora holds a sweep with other overrides (method.lr=9 instead of "),
 ]

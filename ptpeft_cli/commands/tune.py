@@ -25,6 +25,9 @@ def tune_command(cfg: DictConfig) -> None:
     grids = tuning.parse_grids(plain["grid"], plain["methods"], plain["inherit"], plain["labels"])
     if int(cfg.parallel) < 1:
         raise UserError(f"tune: parallel={cfg.parallel} must be >= 1 (jobs at a time)")
+    if cfg.rates_dir is not None and Path(cfg.rates_dir).name != "rates":  # else no searchpath could load the table
+        raise UserError(f"tune: rates_dir={cfg.rates_dir} must be a folder named 'rates' (`ptpeft train` reads "
+                        "DIR/rates/NAME.yaml with hydra.searchpath=[file://DIR]), e.g. rates_dir=DIR/rates")
     rates_path = Path(cfg.rates_dir or conf_dir() / "rates") / f"{cfg.name}.yaml"
     out = Path(cfg.out)
     choices: list[tuning.Choice] = []

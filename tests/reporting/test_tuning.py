@@ -133,12 +133,12 @@ def test_a_sweep_dir_from_another_grid_is_refused(tmp_path: Path, capsys: pytest
     out = tmp_path / "tune"
     _sweep(out, _grids()[0], {}, [61.0, 66.5, 64.0], ["experiment=paper_vqa", "method=lora", "method.lr=0.1,0.3,1"])
     with pytest.raises(SystemExit) as exit_info:
-        main(["tune", "tasks=[vqa]", "labels=[lora]", f"out={out}", f"rates_dir={tmp_path}", *GRID_ARGS])
+        main(["tune", "tasks=[vqa]", "labels=[lora]", f"out={out}", f"rates_dir={tmp_path / 'rates'}", *GRID_ARGS])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"tune: {out / 'vqa' / 'lora'} holds a sweep with other overrides (" in err and "delete it" in err
     assert "method.lr=0.1,0.3,1 instead of " in err and "method.lr=0.001,0.003,0.01" in err
-    assert not (tmp_path / "tuned.yaml").exists()
+    assert not (tmp_path / "rates" / "tuned.yaml").exists()
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -146,11 +146,12 @@ def test_a_sweep_dir_from_another_grid_is_refused(tmp_path: Path, capsys: pytest
     (["labels=[lora,mystery]"], "labels=mystery has no grid; grid has: full, lora, adapter, prefix, pt_lora, pt_adapter"),
     (["grid.lora.lr=[]"], "grid.lora.lr is an empty list"),
     (["parallel=0"], "parallel=0 must be >= 1"),
+    (["rates_dir=/tmp/mine"], "tune: rates_dir=/tmp/mine must be a folder named 'rates'"),
 ])
 def test_grid_mistakes_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture, overrides: list[str],
                                            message: str) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["tune", f"out={tmp_path}", f"rates_dir={tmp_path}", *overrides])
+        main(["tune", f"out={tmp_path}", f"rates_dir={tmp_path / 'rates'}", *overrides])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
