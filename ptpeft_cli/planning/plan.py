@@ -291,13 +291,14 @@ def _method_yaml(method: DictConfig) -> str:
 
 
 def visible_gpu() -> str | None:
-    """The name of this machine's first CUDA device, if it is a known card."""
+    """The table's name for this machine's first CUDA device, if it is a known card (torch's own
+    name may carry words `gpu()` refuses from a user)."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name(0)
-    return name if find_gpu(name) else None
+    found = find_gpu(torch.cuda.get_device_name(0))
+    return found.name if found else None
 
 
 def _at(stage: est.Stage, micro: int, seq: int) -> est.Stage:

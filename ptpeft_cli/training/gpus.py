@@ -7,6 +7,8 @@ or by a spelling of either (`h100`, `a100-sxm4-80gb`, `4090`): the name is lower
 dropped and runs of other characters made one `-`, then matched against each card's `pattern` in
 table order, the more specific card first (H100 NVL and PCIe before the plain H100, the 80 GB A100
 before the 40 GB one, which an "A100" without a size is taken for). A card missing here is one line.
+A name typed by the user (`gpu`) must also have no word that belongs to no card: `h100-pci` is an
+error, not the H100-SXM its `h100` would match (a typo must not plan against the wrong peak).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ GPUS: tuple[Gpu, ...] = (
 )
 
 
+# Words a card's name may carry besides its own: form factor, memory type, brand, size.
+_DESCRIPTORS = frozenset({"sxm", "sxm2", "sxm4", "sxm5", "pcie", "hbm2e", "hbm3", "hbm3e", "geforce", "rtx", "tesla"})
+
+
 def _key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
 
@@ -58,9 +64,14 @@ def find_gpu(name: str) -> Gpu | None:
 def gpu(name: str) -> Gpu:
     """The card called `name`; a UserError lists the known ones."""
     found = find_gpu(name)
+    known = f"known: {', '.join(g.name for g in GPUS)} (or the name torch reports, e.g. 'NVIDIA H100 80GB HBM3')"
     if found is None:
-        raise UserError(f"unknown hardware.gpu_name={name!r}; known: {', '.join(g.name for g in GPUS)} "
-                        "(or the name torch reports, e.g. 'NVIDIA H100 80GB HBM3')")
+        raise UserError(f"unknown hardware.gpu_name={name!r}; {known}")
+    allowed = set(_key(found.name).split("-")) | _DESCRIPTORS
+    stray = [word for word in _key(name).split("-") if word not in allowed and not re.fullmatch(r"\d+gb", word)]
+    if stray:
+        raise UserError(f"unknown hardware.gpu_name={name!r}: {stray[0]!r} is in no card's name "
+                        f"(read as {found.name} without it); {known}")
     return found
 
 

@@ -45,6 +45,20 @@ def test_a_card_the_table_lacks_has_no_peak_and_a_clear_error(name: str) -> None
         gpu(name)
 
 
+@pytest.mark.parametrize(("name", "stray", "read_as"), [
+    ("h100-pci", "pci", "H100-SXM"), ("a100-80gb-sxm9", "sxm9", "A100-80GB"), ("h200 nvl2", "nvl2", "H200"),
+])
+def test_a_typed_name_with_a_word_no_card_has_is_refused(name: str, stray: str, read_as: str) -> None:
+    """A typo near a real name used to plan silently against the card its first word matched."""
+    with pytest.raises(UserError, match=f"{stray!r} is in no card's name \\(read as {read_as} without it\\); known: "):
+        gpu(name)
+
+
+@pytest.mark.parametrize(("name", "card", "peak"), TORCH_NAMES)
+def test_every_name_torch_reports_passes_the_typed_name_check(name: str, card: str, peak: float) -> None:
+    assert gpu(name).name == card
+
+
 def test_memory_is_per_card() -> None:
     assert [find_gpu(n).memory_gib for n in ("NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB", "NVIDIA H200")] == \
         [40, 80, 141]
