@@ -94,7 +94,10 @@ def save_retention_rank(points: list[dict[str, Any]], path: Path, order: Callabl
         axes.set_xlabel("effective-rank ratio (tuned / pre-trained)")
         axes.set_ylabel(f"retention: {retention}")
         axes.set_title(f"tuned on {task}", fontsize=10)
-    figure.axes[-1].legend(fontsize=7, loc="best")
+    handles = {label: handle for axes in figure.axes
+               for handle, label in zip(*axes.get_legend_handles_labels(), strict=True)}
+    shown = [method for method in methods if method in handles]  # every method once, though no panel holds all
+    figure.axes[-1].legend([handles[method] for method in shown], shown, fontsize=7, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return figure

@@ -94,5 +94,6 @@ def test_the_figure_plots_one_point_per_run_and_panel(study: Path, tmp_path: Pat
     assert len(drawn["tuned on vqa"]) == 21 and len(drawn["tuned on captioning"]) == 6
     assert (0.89, 56.0) in drawn["tuned on vqa"]
     legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
-    assert legend == ["none", "lora"]  # the last panel's methods, in the table's order
+    # every method of any panel, in the table's order (the last panel alone holds only none and lora)
+    assert legend == ["none", "lora", "adapter", "prefix", "pt_lora", "pt_adapter", "lora_600"]
     assert save_retention_rank([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
