@@ -115,7 +115,7 @@ CATALOGUE: list[tuple[str, list[str], str]] = [
     ("plan-unknown-gpu", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpu_name=V100"],
      "unknown hardware.gpu_name='V100'; known: H100-NVL, H100-PCIe, H100-SXM, H200-NVL, H200, GH200"),
     ("plan-gpu-typo", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpu_name=h100-pci"],
-     "unknown hardware.gpu_name='h100-pci': 'pci' is in no card's name (read as H100-SXM without it); known: "),
+     "unknown hardware.gpu_name='h100-pci': 'pci' is no part of an H100-SXM name (its own words, a form factor, memory type or size); known: "),
     ("plan-no-shapes", ["plan", "model=llava15", "model.name_or_path={tmp}/nowhere"],
      "ptpeft plan needs the shapes of model.name_or_path={tmp}/nowhere: it is neither a checkpoint with a shipped config"),
     ("plan-batch-split", ["plan", "experiment=real_blip2_opt_vqa", "hardware.gpus=3"],

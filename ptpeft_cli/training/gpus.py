@@ -7,7 +7,7 @@ or by a spelling of either (`h100`, `a100-sxm4-80gb`, `4090`): the name is lower
 dropped and runs of other characters made one `-`, then matched against each card's `pattern` in
 table order, the more specific card first (H100 NVL and PCIe before the plain H100, the 80 GB A100
 before the 40 GB one, which an "A100" without a size is taken for). A card missing here is one line.
-A name typed by the user (`gpu`) must also have no word that belongs to no card: `h100-pci` is an
+A name typed by the user (`gpu`) must also have no word foreign to the card it matched: `h100-pci` is an
 error, not the H100-SXM its `h100` would match (a typo must not plan against the wrong peak).
 """
 
@@ -70,8 +70,8 @@ def gpu(name: str) -> Gpu:
     allowed = set(_key(found.name).split("-")) | _DESCRIPTORS
     stray = [word for word in _key(name).split("-") if word not in allowed and not re.fullmatch(r"\d+gb", word)]
     if stray:
-        raise UserError(f"unknown hardware.gpu_name={name!r}: {stray[0]!r} is in no card's name "
-                        f"(read as {found.name} without it); {known}")
+        raise UserError(f"unknown hardware.gpu_name={name!r}: {stray[0]!r} is no part of an {found.name} name "
+                        f"(its own words, a form factor, memory type or size); {known}")
     return found
 
 
